@@ -1,0 +1,222 @@
+"""Scores texts with a model directory: dynamic padding, length-sorted sub-batches, inference mode, bf16.
+
+A model directory is either finpulse's own multi-task model (``finpulse_model.json`` says ``"kind":
+"multitask"``; decoded by :mod:`finetune.predictor`) or any transformers sequence-classification directory whose
+labels name negative / neutral / positive. Only safetensors weights are loaded: no pickle, no remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BatchEncoding, PreTrainedTokenizerBase
+
+from monitor.errors import ModelLoadError
+from schemas.prediction import SENTIMENT_LABELS, EntityPrediction, Prediction
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "finpulse_model.json"
+CASHTAG_RE = re.compile(r"\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,4})?)\b")
+_LABEL_ALIASES = {
+    "negative": 0, "neg": 0, "bearish": 0,
+    "neutral": 1, "neu": 1,
+    "positive": 2, "pos": 2, "bullish": 2,
+}
+
+
+class Backend(Protocol):
+    """Turns one tokenized sub-batch into predictions; the scorer owns batching, device and precision."""
+
+    def predict(self, texts: Sequence[str], encoding: BatchEncoding) -> list[Prediction]: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' requested but torch sees no CUDA GPU; set FINPULSE_DEVICE=cpu or auto")
+    return torch.device(device)
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN has native bf16 kernels (AVX512-BF16 or AMX); elsewhere bf16 emulation is slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f"{path}: not valid JSON ({error}); re-export the model") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object; re-export the model")
+    return data
+
+
+def check_model_dir(model_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model directory {model_dir} does not exist; train one with `finpulse train` "
+                             "or set FINPULSE_MODEL_DIR")
+    if not (model_dir / "model.safetensors").exists():
+        found = sorted(p.name for p in model_dir.iterdir())[:8]
+        raise ModelLoadError(f"{model_dir}: expected model.safetensors (pickled weights are refused), found {found}")
+
+
+def cashtag_entities(text: str, document: Prediction) -> list[EntityPrediction]:
+    """Cashtags (``$AAPL``) as TICKER entities carrying the document's sentiment (a rule, not the model)."""
+    seen: set[str] = set()
+    out = []
+    for match in CASHTAG_RE.finditer(text):
+        symbol = match.group(1).upper()
+        if symbol in seen:
+            continue
+        seen.add(symbol)
+        out.append(EntityPrediction(symbol, "TICKER", match.start(), match.end(), document.sentiment,
+                                    document.probs, document.score, document.confidence))
+    return out
+
+
+class SequenceClassificationBackend:
+    """Any transformers sequence classifier with negative/neutral/positive labels."""
+
+    def __init__(self, model: torch.nn.Module, label_index: list[int]) -> None:
+        self.model = model
+        self.label_index = label_index  # position of negative, neutral, positive in the logits
+
+    @classmethod
+    def load(cls, model_dir: Path, device: torch.device) -> SequenceClassificationBackend:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False
+        )
+        id2label = {int(k): str(v).lower() for k, v in model.config.id2label.items()}
+        index: dict[int, int] = {}
+        for model_id, name in id2label.items():
+            if name in _LABEL_ALIASES:
+                index[_LABEL_ALIASES[name]] = model_id
+        if sorted(index) != [0, 1, 2]:
+            raise ModelLoadError(
+                f"{model_dir}: expected labels negative/neutral/positive in config.json id2label, "
+                f"found {sorted(id2label.values())}; fix id2label or train with `finpulse train`"
+            )
+        return cls(model.to(device).eval(), [index[0], index[1], index[2]])
+
+    def predict(self, texts: Sequence[str], encoding: BatchEncoding) -> list[Prediction]:
+        inputs = {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        logits = self.model(**inputs).logits.float()
+        probs = torch.softmax(logits[:, self.label_index], dim=-1).cpu().tolist()
+        out = []
+        for text, row in zip(texts, probs, strict=True):
+            document = Prediction.from_probs((row[0], row[1], row[2]))
+            out.append(Prediction(document.sentiment, document.probs, document.score, document.confidence,
+                                  cashtag_entities(text, document)))
+        return out
+
+
+@dataclass
+class Scorer:
+    """Scores batches of texts. Not thread-safe: one scorer per consumer."""
+
+    model_dir: Path
+    version: str
+    tokenizer: PreTrainedTokenizerBase
+    backend: Backend
+    device: torch.device
+    dtype: torch.dtype | None
+    batch_size: int = 32
+    max_length: int = 128
+
+    def _autocast(self) -> Any:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            return_tensors="pt", return_offsets_mapping=True,
+        )
+
+    def score(self, texts: Sequence[str]) -> list[Prediction]:
+        """Predictions in input order. Texts are sorted by length so each sub-batch pads little."""
+        if not texts:
+            return []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[Prediction | None] = [None] * len(texts)
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                chunk_texts = [texts[i] for i in chunk]
+                encoding = self.tokenize(chunk_texts).to(self.device)
+                for i, prediction in zip(chunk, self.backend.predict(chunk_texts, encoding), strict=True):
+                    results[i] = prediction
+        return [r for r in results if r is not None]
+
+
+def load_scorer(
+    model_dir: Path,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 32,
+    max_length: int = 128,
+) -> Scorer:
+    """Load ``model_dir`` and smoke-test it on one text; raises :class:`ModelLoadError` with the fix."""
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
+    manifest = read_manifest(model_dir)
+    torch_device = resolve_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        backend: Backend
+        if manifest.get("kind") == "multitask":
+            from finetune.predictor import load_backend  # the multi-task model lives with its trainer
+
+            backend = load_backend(model_dir, torch_device)
+        else:
+            backend = SequenceClassificationBackend.load(model_dir, torch_device)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise ModelLoadError(f"{model_dir}: could not load model ({type(error).__name__}: {error})") from None
+    scorer = Scorer(
+        model_dir=model_dir,
+        version=str(manifest.get("version") or model_dir.name),
+        tokenizer=tokenizer,
+        backend=backend,
+        device=torch_device,
+        dtype=resolve_dtype(precision, torch_device),
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    smoke = scorer.score(["Smoke test: $ACME shares rise after results."])
+    if len(smoke) != 1 or smoke[0].sentiment not in SENTIMENT_LABELS:
+        raise ModelLoadError(f"{model_dir}: smoke check failed (got {smoke!r}); the model is not usable")
+    log.info("loaded model %s from %s on %s (%s)", scorer.version, model_dir, torch_device,
+             scorer.dtype or "fp32")
+    return scorer
