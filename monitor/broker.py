@@ -6,6 +6,7 @@ nothing in the consumer depends on which broker it talks to.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -51,10 +52,8 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int, **clie
         existing = set(admin.list_topics())
         wanted = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won the race
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

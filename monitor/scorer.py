@@ -157,10 +157,11 @@ class Scorer:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
-        return self.tokenizer(
+        encoding: BatchEncoding = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length,
             return_tensors="pt", return_offsets_mapping=True,
         )
+        return encoding
 
     def score(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions in input order. Texts are sorted by length so each sub-batch pads little."""

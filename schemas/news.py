@@ -38,7 +38,7 @@ class NewsIn(NewsBase):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)  # type: ignore[assignment]
 
-    published_at: AwareDatetime  # type: ignore[assignment]
+    published_at: AwareDatetime
     tickers: list[str] = Field(default_factory=list, max_length=50)
 
     @field_validator("tickers", mode="before")

@@ -34,7 +34,9 @@ class Prediction:
     entities: list[EntityPrediction] = field(default_factory=list)
 
     @classmethod
-    def from_probs(cls, probs: tuple[float, float, float], entities: list[EntityPrediction] | None = None) -> Prediction:
+    def from_probs(
+        cls, probs: tuple[float, float, float], entities: list[EntityPrediction] | None = None
+    ) -> Prediction:
         best = max(range(3), key=lambda i: probs[i])
         return cls(
             sentiment=SENTIMENT_LABELS[best],

@@ -95,5 +95,5 @@ def test_scorer_refuses_pickles_and_missing_dirs(tmp_path: Path, tiny_model_dir:
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_scorer(tmp_path / "nope")
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
-    with pytest.raises(ModelLoadError, match="model.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
         load_scorer(tmp_path)
