@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from monitor.errors import ConfigError
 
@@ -21,8 +21,11 @@ ENV_PREFIX = "FINPULSE_"
 class Settings(BaseSettings):
     """finpulse configuration. Field descriptions double as the README's configuration table."""
 
+    # env_ignore_empty: `FINPULSE_X=` (an uncommented template line, an empty compose/Kubernetes value) means
+    # "unset, use the default", not an empty path ('.') or an unparsable empty JSON list.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True,
+        env_ignore_empty=True,
     )
 
     # --- Kafka -------------------------------------------------------------------------------------------
@@ -32,7 +35,10 @@ class Settings(BaseSettings):
         "finpulse.news.dlq", min_length=1, description="Topic that receives malformed messages with the reason."
     )
     kafka_group_id: str = Field("finpulse-monitor", min_length=1, description="Consumer group of `finpulse consume`.")
-    kafka_partitions: int = Field(4, ge=1, le=1024, description="Partitions `finpulse broker` creates per topic.")
+    kafka_partitions: int = Field(
+        4, ge=1, le=1024,
+        description="Partitions per topic that `finpulse broker` and docker/compose.yaml's kafka-init create.",
+    )
     kafka_session_timeout_ms: int = Field(10_000, ge=1_000, description="Consumer group session timeout.")
     kafka_max_poll_interval_ms: int = Field(
         300_000, ge=5_000, description="Longest gap between polls before the group evicts the consumer."
@@ -171,6 +177,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
+    except SettingsError as error:
+        # Raised before validation when a list/dict setting is not valid JSON.
+        field = str(error).split('"')[1] if '"' in str(error) else ""
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "a FINPULSE_ setting"
+        raise ConfigError(f"invalid setting {variable}: expected a JSON list such as '[\"json://host/path\"]'; "
+                          "fix the environment variable or .env entry") from None
 
 
 @lru_cache(maxsize=1)

@@ -97,3 +97,9 @@ def test_scorer_refuses_pickles_and_missing_dirs(tmp_path: Path, tiny_model_dir:
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
         load_scorer(tmp_path)
+
+
+def test_list_setting_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINPULSE_NOTIFY_URLS", "slack://x")
+    with pytest.raises(ConfigError, match="FINPULSE_NOTIFY_URLS: expected a JSON list"):
+        load_settings()
