@@ -1,0 +1,69 @@
+"""``finpulse dashboard``: run the Streamlit dashboard, or print a password hash for it.
+
+Only typer is imported at module level so ``finpulse --help`` stays fast; streamlit starts in its own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger(__name__)
+
+APP_PATH = Path(__file__).resolve().parent / "app.py"
+
+dashboard_app = typer.Typer(
+    help="The Streamlit dashboard: `finpulse dashboard` runs it; `hash-password` prints a password hash.",
+    invoke_without_command=True,
+)
+
+
+def streamlit_command(port: int, address: str) -> list[str]:
+    """The ``streamlit run`` command line: headless, no usage statistics, no file watcher (a server, not a dev loop)."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", address,
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+        "--theme.base", "light",
+    ]
+
+
+@dashboard_app.callback()
+def run(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: FINPULSE_DASHBOARD_PORT).")] = None,
+    address: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for all (containers).")] = "127.0.0.1",
+) -> None:
+    """Serve the dashboard (headless) until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dashboards.auth import SETUP_HELP, mode
+    from monitor.settings import get_settings
+
+    settings = get_settings()
+    if mode(settings) == "unconfigured":
+        typer.echo(f"warning: {SETUP_HELP}", err=True)
+    command = streamlit_command(port or settings.dashboard_port, address)
+    typer.echo(f"dashboard on http://{address}:{port or settings.dashboard_port} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    # exec: streamlit becomes this process, so Ctrl-C and SIGTERM reach it directly and no child is orphaned.
+    os.execv(sys.executable, command)
+
+
+@dashboard_app.command("hash-password")
+def hash_password_command() -> None:
+    """Prompt for a password (twice) and print its bcrypt hash for FINPULSE_DASHBOARD_PASSWORD_HASH."""
+    from dashboards.auth import hash_password
+
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    typer.echo(hash_password(password))

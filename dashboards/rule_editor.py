@@ -1,0 +1,141 @@
+"""The alert rule editor: the same fields, duration syntax and validation as ``finpulse alerts add/update``.
+
+Input goes through ``monitor.alert_rules.validate_rule`` (``AlertRuleIn``) and is stored with ``add_rule`` /
+``update_rule`` / ``delete_rule``, the functions behind the CLI, so both accept and refuse exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from dashboards import alert_queries, auth, state
+from dashboards.state import load, settings
+from monitor.alert_rules import add_rule, delete_rule, update_rule, validate_rule
+from monitor.alerts_cli import parse_duration
+from monitor.db import session_scope
+from monitor.errors import ConfigError
+from schemas.alerts import METRICS
+
+log = logging.getLogger(__name__)
+
+NEW = "New rule"
+NOTICE_KEY = "rules_notice"
+COMPARATORS = ("<", "<=", ">", ">=")
+SEVERITIES = ("info", "warning", "critical")
+NEW_RULE: dict[str, Any] = {
+    "id": None, "name": "", "entity": "*", "metric": "mean_sentiment", "comparator": "<", "threshold": -0.4,
+    "recovery_threshold": None, "window_s": 900, "pending_s": 0, "repeat_interval_s": 14_400,
+    "severity": "warning", "channels": [], "enabled": True, "description": None,
+}
+
+
+def duration_text(seconds: int) -> str:
+    """900 -> ``15m``: the CLI's duration syntax, which :func:`parse_duration` reads back."""
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s" if seconds else "0"
+
+
+def _number_text(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def form_fields(rule: dict[str, Any]) -> dict[str, Any]:
+    """The form, pre-filled from ``rule``; returns the raw inputs (text, as a user typed them)."""
+    left, middle, right = st.columns(3)
+    raw: dict[str, Any] = {
+        "name": left.text_input("Name", value=rule["name"], placeholder="aapl-negative"),
+        "entity": middle.text_input("Entity", value=rule["entity"],
+                                    help="'*' (market), a ticker (AAPL), TYPE:name (ORG:apple inc) or TYPE:*."),
+        "severity": right.selectbox("Severity", SEVERITIES, index=SEVERITIES.index(rule["severity"])),
+        "metric": left.selectbox("Metric", METRICS, index=METRICS.index(rule["metric"])),
+        "comparator": middle.selectbox("Comparator", COMPARATORS, index=COMPARATORS.index(rule["comparator"])),
+        "threshold": right.text_input("Threshold", value=_number_text(rule["threshold"])),
+        "recovery_threshold": left.text_input("Recovery threshold (optional)",
+                                              value=_number_text(rule["recovery_threshold"]),
+                                              help="Resolve only once the metric is back past this (hysteresis)."),
+        "window_s": middle.text_input("Window", value=duration_text(rule["window_s"]), help="90s, 15m, 1h, 1d"),
+        "pending_s": right.text_input("Must hold for", value=duration_text(rule["pending_s"])),
+        "repeat_interval_s": left.text_input("Remind every (0 = never)",
+                                             value=duration_text(rule["repeat_interval_s"])),
+        "channels": middle.text_input("Channels", value=", ".join(rule["channels"]), help="Comma separated."),
+        "description": right.text_input("Description", value=rule["description"] or ""),
+    }
+    raw["enabled"] = st.checkbox("Enabled", value=rule["enabled"])
+    return raw
+
+
+def to_rule_data(raw: dict[str, Any]) -> dict[str, Any]:
+    """Form text -> the dict ``validate_rule`` takes; durations parsed as the CLI parses them."""
+    data = dict(raw)
+    for field in ("window_s", "pending_s", "repeat_interval_s"):
+        data[field] = parse_duration(str(raw[field]), field)
+    data["recovery_threshold"] = str(raw["recovery_threshold"]).strip() or None
+    data["threshold"] = str(raw["threshold"]).strip()
+    data["description"] = str(raw["description"]).strip() or None
+    return data
+
+
+def save(rule_id: int | None, raw: dict[str, Any]) -> str:
+    """Validate and store; ConfigError (one line naming the field) when the rule is refused."""
+    rule_in = validate_rule(to_rule_data(raw))
+    with session_scope(state.engine()) as session:
+        stored = add_rule(session, rule_in) if rule_id is None else update_rule(session, rule_id, rule_in.model_dump())
+        return f"Saved rule {stored.name} (#{stored.id})."
+
+
+def _done(notice: str) -> None:
+    state.invalidate()
+    st.session_state[NOTICE_KEY] = notice
+    st.rerun()
+
+
+def rules_table(existing: list[dict[str, Any]]) -> None:
+    st.subheader("Rules")
+    if not existing:
+        st.info("No alert rule yet. Add one below or with `finpulse alerts add`.")
+        return
+    st.dataframe(
+        [{"name": r["name"], "enabled": r["enabled"], "severity": r["severity"], "entity": r["entity"],
+          "condition": f"{r['metric']} {r['comparator']} {r['threshold']:g}",
+          "recovery": _number_text(r["recovery_threshold"]), "window": duration_text(r["window_s"]),
+          "hold": duration_text(r["pending_s"]), "remind": duration_text(r["repeat_interval_s"]),
+          "channels": ", ".join(r["channels"])} for r in existing],
+        hide_index=True, width="stretch")
+
+
+def editor() -> None:
+    existing = load(alert_queries.rules)
+    rules_table(existing)
+    st.subheader("Rule editor")
+    if not auth.can_change(settings()):
+        st.warning(auth.refuse_change_message())
+        return
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.success(notice)
+    by_name = {rule["name"]: rule for rule in existing}
+    choice = st.selectbox("Rule to edit", [NEW, *by_name], key="rule_choice")
+    rule = by_name.get(choice or NEW, NEW_RULE)
+    with st.form(f"rule_form_{rule['id'] or 'new'}", enter_to_submit=True):
+        raw = form_fields(rule)
+        submitted = st.form_submit_button("Save rule", type="primary")
+    if submitted:
+        try:
+            message = save(rule["id"], raw)
+        except ConfigError as error:
+            st.error(str(error))
+        else:
+            log.info("dashboard: %s", message)
+            _done(message)
+    if rule["id"] is not None:
+        with st.form(f"rule_delete_{rule['id']}", border=False):
+            confirm = st.checkbox(f"Delete rule {rule['name']} (its past alerts stay)")
+            if st.form_submit_button("Delete rule") and confirm:
+                with session_scope(state.engine()) as session:
+                    delete_rule(session, int(rule["id"]))
+                _done(f"Deleted rule {rule['name']}.")

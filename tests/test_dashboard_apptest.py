@@ -1,0 +1,280 @@
+"""The dashboard's pages under Streamlit's AppTest, against a seeded SQLite database (real tables, real signals).
+
+Read-only tests share one seeded database; tests that write (labels, acks, rules, promotion) get their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+from sqlmodel import Session, col, select
+from streamlit.testing.v1 import AppTest
+
+from dashboards.auth import hash_password, verify_password
+from monitor import db
+from monitor.errors import ConfigError
+from monitor.settings import get_settings, load_settings
+from schemas.alerts import Alert, AlertRule, AlertSilence
+from schemas.registry import LabelledNews, ModelVersion
+from tests.dashboard_seed import Seeded, seed
+
+APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+PASSWORD = "correct horse"
+# Few bcrypt rounds keep the test fast; the dashboard verifies any cost the hash names.
+PASSWORD_HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+def _seeded_db(path: Path) -> tuple[str, Seeded]:
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    return url, seed(url, load_settings(database_url=url))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Seeded]:
+    return _seeded_db(tmp_path_factory.mktemp("dash") / "shared.db")
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> tuple[str, Seeded]:
+    return _seeded_db(tmp_path / "own.db")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Point the dashboard at a database and an auth mode (settings are read from the environment)."""
+
+    def apply(url: str, *, auth: str = "disabled") -> None:
+        monkeypatch.setenv("FINPULSE_DATABASE_URL", url)
+        monkeypatch.delenv("FINPULSE_DASHBOARD_PASSWORD_HASH", raising=False)
+        monkeypatch.delenv("FINPULSE_DASHBOARD_AUTH_DISABLED", raising=False)
+        if auth == "disabled":
+            monkeypatch.setenv("FINPULSE_DASHBOARD_AUTH_DISABLED", "true")
+        elif auth == "password":
+            monkeypatch.setenv("FINPULSE_DASHBOARD_PASSWORD_HASH", PASSWORD_HASH)
+        get_settings.cache_clear()
+
+    yield apply
+    get_settings.cache_clear()
+
+
+def run_app(page: str | None = None, at: AppTest | None = None) -> AppTest:
+    at = at or AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def login(at: AppTest, password: str) -> AppTest:
+    at.text_input(key="login_password").input(password)
+    next(b for b in at.button if b.label == "Log in").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, tuple[str, str]]:
+    return {m.label: (m.value, m.delta) for m in at.metric}
+
+
+def button(at: AppTest, label: str) -> Any:
+    return next(b for b in at.button if b.label == label)
+
+
+def field(at: AppTest, label: str) -> Any:
+    return next(w for w in [*at.text_input, *at.selectbox, *at.checkbox] if w.label == label)
+
+
+def test_login_refuses_a_wrong_password_and_admits_the_right_one(env: Any, shared: tuple[str, Seeded]) -> None:
+    env(shared[0], auth="password")
+    at = run_app()
+    assert not at.metric and at.text_input(key="login_password").label == "Password"
+    login(at, "wrong password")
+    assert [e.value for e in at.error] == ["Wrong password."]
+    assert not at.metric
+    login(at, PASSWORD)
+    assert not at.error
+    assert metrics(at)["Stories in last 5 min"][0] == str(shared[1].recent_scored)
+
+
+def test_without_a_password_hash_the_page_says_how_to_set_one(env: Any, shared: tuple[str, Seeded]) -> None:
+    env(shared[0], auth="none")
+    at = run_app()
+    assert not at.metric
+    assert "finpulse dashboard hash-password" in at.warning[0].value
+    assert "FINPULSE_DASHBOARD_PASSWORD_HASH" in at.warning[0].value
+
+
+def test_overview_tiles_charts_and_movers_show_the_seeded_data(env: Any, shared: tuple[str, Seeded]) -> None:
+    env(shared[0])
+    at = run_app()
+    tiles = metrics(at)
+    assert tiles["Stories in last 5 min"][0] == "7"
+    assert tiles["Stories / min (5-min avg)"][0] == "1.4"
+    assert tiles["Active alerts"] == ("1", "1 pending")
+    assert tiles["Model serving"][0] == "v2"
+    assert tiles["Last story scored"][0].endswith("ago")
+    assert len(at.get("vega_lite_chart")) == 2  # market trend + heat map
+    by_z = at.dataframe[0].value
+    assert "tsla" in by_z.iloc[0]["entity"].lower()  # Tesla's recall is the largest |z-score|
+
+
+def test_entity_page_finds_an_entity_and_shows_its_alerts_and_headlines(env: Any, shared: tuple[str, Seeded]) -> None:
+    env(shared[0])
+    at = run_app("entity")
+    at.text_input(key="entity_search").input("tsla").run()
+    assert at.selectbox(key="entity_pick").value == "TICKER:TSLA"
+    assert metrics(at)["Alerts in window"][0] == "2"  # one firing, one resolved in the last 6 h
+    assert len(at.get("vega_lite_chart")) == 1
+    headlines = [m.value for m in at.markdown]
+    assert any(":red-background[Tesla] recalls" in text for text in headlines)
+    assert at.query_params.get("entity") == "TICKER:TSLA"
+
+
+def test_alerts_page_lists_alerts_and_acknowledges_and_silences(env: Any, own: tuple[str, Seeded]) -> None:
+    url, _ = own
+    env(url)
+    at = run_app("alerts")
+    texts = " ".join(m.value for m in at.markdown)
+    assert "tsla\\-negative" in texts and "volume\\-spike" in texts  # firing and pending
+    assert any("Tesla recalls" in m.value for m in at.markdown)  # evidence headlines
+    assert [t.label for t in at.tabs] == ["Firing (1)", "Pending (1)", "Resolved, last 24 h (1)"]
+    button(at, "Acknowledge").click().run()
+    assert not at.exception
+    field(at, "For").input("2h")
+    button(at, "Silence").click().run()
+    assert not at.exception and not at.error
+    with Session(db.make_engine(url)) as session:
+        alert = session.exec(select(Alert).where(Alert.status == "firing")).one()
+        assert alert.acked_by == "analyst" and alert.acked_at is not None
+        silence = session.exec(select(AlertSilence)).one()
+        assert silence.rule_id == alert.rule_id and silence.entity == "TICKER:TSLA"
+    # No password login: the rule editor is refused (the rules are still listed).
+    assert any("Refused" in w.value for w in at.warning)
+    assert not any(b.label == "Save rule" for b in at.button)
+
+
+def test_rule_editor_rejects_a_bad_rule_and_saves_a_good_one(env: Any, own: tuple[str, Seeded]) -> None:
+    url, _ = own
+    env(url, auth="password")
+    at = login(run_app(), PASSWORD)
+    run_app("alerts", at)
+    field(at, "Name").input("aapl negative!")
+    field(at, "Entity").input("AAPL")
+    field(at, "Threshold").input("-0.5")
+    button(at, "Save rule").click().run()
+    assert "invalid alert rule: name" in at.error[0].value
+    field(at, "Name").input("aapl-negative")
+    field(at, "Metric").set_value("negative_share")
+    field(at, "Threshold").input("1.5")
+    button(at, "Save rule").click().run()
+    assert "negative_share lies in [0, 1]" in at.error[0].value
+    field(at, "Metric").set_value("mean_sentiment")
+    field(at, "Threshold").input("-0.5")
+    field(at, "Window").input("30m")
+    field(at, "Channels").input("ops, Risk-Desk")
+    button(at, "Save rule").click().run()
+    assert not at.error and not at.exception
+    with Session(db.make_engine(url)) as session:
+        rule = session.exec(select(AlertRule).where(AlertRule.name == "aapl-negative")).one()
+    assert (rule.entity, rule.metric, rule.threshold, rule.window_s) == ("TICKER:AAPL", "mean_sentiment", -0.5, 1800)
+    assert rule.channels == ["ops", "risk-desk"]
+    assert any("aapl-negative" in str(row) for row in at.dataframe[0].value.to_dict("records"))
+
+
+def test_a_label_saved_in_the_labelling_page_lands_in_the_table(env: Any, own: tuple[str, Seeded]) -> None:
+    url, seeded = own
+    env(url)
+    at = run_app("labelling")
+    assert metrics(at)["Labels awaiting the next retraining"][0] == str(seeded.awaiting_labels)
+    headline = at.markdown[0].value
+    with Session(db.make_engine(url)) as session:
+        labelled = set(session.exec(select(LabelledNews.news_id)).all())
+    button(at, "Skip").click().run()
+    assert at.markdown[0].value != headline  # the next story
+    button(at, "Negative").click().run()
+    assert not at.exception and not at.error
+    assert at.success[0].value.startswith("Saved label")
+    assert metrics(at)["Labels awaiting the next retraining"][0] == str(seeded.awaiting_labels + 1)
+    with Session(db.make_engine(url)) as session:
+        row = session.exec(select(LabelledNews).order_by(col(LabelledNews.id).desc())).first()
+    assert row is not None and row.news_id not in labelled
+    assert row.sentiment == "negative" and row.labelled_by == "analyst"
+    assert row.entities and all(row.text[e["start"]:e["end"]] == e["text"] for e in row.entities)
+    assert {"start", "end", "type", "text", "sentiment"} == set(row.entities[0])
+
+
+def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tuple[str, Seeded]) -> None:
+    url, _ = own
+    env(url)
+    at = run_app("models")
+    table = at.dataframe[0].value
+    assert list(table["version"]) == ["v3", "v2", "v1"]
+    assert table.loc[table["version"] == "v2", "status"].item() == "★ champion"
+    assert "reject" in table.loc[table["version"] == "v3", "gate"].item()
+    assert table.loc[table["version"] == "v2", "sentiment.macro_f1"].item() == 0.78
+    assert "ner.f1" in table and "steps" not in table and "sentiment.per_class.negative.f1" not in table
+    assert any("Refused" in w.value for w in at.warning)  # no password login: no promotion
+    env(url, auth="password")
+    at = login(run_app(), PASSWORD)
+    run_app("models", at)
+    field(at, "Version to promote").set_value("v3")
+    field(at, "Serve this version instead of the current champion").check()
+    button(at, "Promote").click().run()
+    assert not at.error and not at.exception
+    engine = db.make_engine(url)
+    with Session(engine) as session:
+        assert session.exec(select(ModelVersion.version).where(ModelVersion.status == "champion")).one() == "v3"
+    field(at, "Roll back the champion").check()
+    button(at, "Roll back").click().run()
+    assert not at.error
+    with Session(engine) as session:
+        assert session.exec(select(ModelVersion.version).where(ModelVersion.status == "champion")).one() == "v2"
+
+
+def test_password_hash_round_trip_and_limits() -> None:
+    hashed = hash_password("s3cret")
+    assert verify_password("s3cret", hashed) and not verify_password("s3cret!", hashed)
+    assert not verify_password("s3cret", "not-a-bcrypt-hash")
+    with pytest.raises(ConfigError, match="at most 72"):
+        hash_password("x" * 73)
+
+
+def test_queries_on_sqlite_and_postgresql(db_url: str) -> None:
+    """The read queries (no Streamlit) give the seeded numbers on both databases."""
+    from dashboards import alert_queries, queries, training_queries
+
+    settings = load_settings(database_url=db_url)
+    seeded = seed(db_url, settings)
+    engine = db.make_engine(db_url)
+    try:
+        tiles = queries.tiles(engine)
+        assert (tiles.last_5min, tiles.firing, tiles.pending) == (seeded.recent_scored, 1, 1)
+        assert (tiles.serving_version, tiles.champion_version) == ("v2", "v2")
+        trend = queries.market_trend(engine, 7, settings.signal_bucket_s)  # the seed spans 6 h
+        assert trend["count"].sum() == len(seeded.news_ids)
+        heat = queries.heatmap(engine, 6, settings.signal_bucket_s, 3)
+        assert heat["entity"].nunique() == 3
+        by_z, by_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5)
+        assert "tsla" in by_z.iloc[0]["entity"].lower() and not by_volume.empty
+        assert queries.search_entities(engine, "tsl", 7, 10) == ["TICKER:TSLA"]
+        assert queries.search_entities(engine, "%", 7, 10) == []  # LIKE wildcards are escaped
+        entity = queries.entity_trend(engine, "TICKER:TSLA", 6, settings.signal_bucket_s, 7)
+        assert entity["baseline_std"].dropna().ge(0.05).all() and entity["baseline_mean"].notna().any()
+        assert len(queries.entity_alerts(engine, "TICKER:TSLA", 6)) == 2
+        assert queries.entity_headlines(engine, "TICKER:TSLA", 3)[0].headline.startswith("Tesla recalls")
+        assert [a.rule_name for a in alert_queries.alerts(engine, "firing", 24, 10)] == ["tsla-negative"]
+        assert [p.entity for p in alert_queries.pending(engine, 10)] == ["TICKER:MSFT"]
+        assert {r["name"] for r in alert_queries.rules(engine)} == {"tsla-negative", "volume-spike"}
+        queue = training_queries.labelling_queue(engine, 7, 5, settings.body_max_chars)
+        assert [item.confidence for item in queue] == sorted(item.confidence for item in queue)
+        assert not {item.news_id for item in queue} & seeded.labelled_ids
+        assert training_queries.queue_size(engine, 7) == len(seeded.news_ids) - len(seeded.labelled_ids)
+        assert training_queries.labels_awaiting(engine).count == seeded.awaiting_labels
+        assert [v["version"] for v in training_queries.model_versions(engine)] == ["v3", "v2", "v1"]
+    finally:
+        engine.dispose()
