@@ -1,6 +1,11 @@
 """Imports every table module so ``SQLModel.metadata`` is complete (Alembic, tests, the dashboard)."""
 
+from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState, Notification
 from schemas.news import News
 from schemas.registry import LabelledNews, ModelVersion
+from schemas.signals import EntitySignal, NewsEntity
 
-__all__ = ["LabelledNews", "ModelVersion", "News"]
+__all__ = [
+    "Alert", "AlertRule", "AlertSilence", "AlertState", "EntitySignal", "LabelledNews", "ModelVersion", "News",
+    "NewsEntity", "Notification",
+]

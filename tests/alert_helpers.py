@@ -1,0 +1,101 @@
+"""A deterministic tiny sentiment model and a webhook receiver for the alert tests.
+
+The model is a real 1-layer BERT sequence classifier (safetensors, loaded by the real scorer) whose weights are
+set by hand rather than trained: the word "plunge" makes a text negative, "surge" positive, anything else
+neutral. How: only those two tokens have non-zero embeddings; attention has zero queries and keys, so [CLS]
+attends uniformly to every token and receives their mean; identity value/output/pooler weights carry it through;
+the classifier reads dimension 0 as negative and dimension 1 as positive, with a neutral bias.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from finetune.base_model import default_base_model_dir
+
+NEGATIVE_WORD, POSITIVE_WORD = "plunge", "surge"
+
+
+def make_keyword_classifier(path: Path, version: str = "keywords-0") -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model_dir())
+    negative_id, positive_id = tokenizer.convert_tokens_to_ids([NEGATIVE_WORD, POSITIVE_WORD])
+    hidden = 16
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=512, num_labels=3, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, id2label={0: "negative", 1: "neutral", 2: "positive"},
+        label2id={"negative": 0, "neutral": 1, "positive": 2},
+    )
+    model = BertForSequenceClassification(config)
+    eye = torch.eye(hidden)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        for norm in (model.bert.embeddings.LayerNorm, model.bert.encoder.layer[0].attention.output.LayerNorm,
+                     model.bert.encoder.layer[0].output.LayerNorm):
+            norm.weight.fill_(1.0)
+        model.bert.embeddings.word_embeddings.weight[negative_id, 0] = 1.0
+        model.bert.embeddings.word_embeddings.weight[positive_id, 1] = 1.0
+        attention = model.bert.encoder.layer[0].attention
+        attention.self.value.weight.copy_(eye)
+        attention.output.dense.weight.copy_(eye)
+        model.bert.pooler.dense.weight.copy_(eye)
+        model.classifier.weight[0, 0] = 8.0  # negative <- dimension 0
+        model.classifier.weight[2, 1] = 8.0  # positive <- dimension 1
+        model.classifier.bias[1] = 3.0  # neutral when neither word is there
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    (path / "finpulse_model.json").write_text(json.dumps({"kind": "sequence-classification", "version": version}))
+    return path
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 that records JSON posts; paths containing 'fail' answer 500."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.failed_posts = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    if "fail" in self.path:
+                        receiver.failed_posts += 1
+                    else:
+                        receiver.received.append((self.path, json.loads(body)))
+                self.send_response(500 if "fail" in self.path else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def posts(self) -> list[tuple[str, dict[str, Any]]]:
+        with self.lock:
+            return list(self.received)
