@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -65,6 +66,7 @@ class EmbeddedBroker:
         self.port = port or free_port()
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -75,16 +77,19 @@ class EmbeddedBroker:
             raise ConfigError(f"port {self.port} on 127.0.0.1 is already in use; stop what runs there or set "
                               "FINPULSE_BROKER_PORT to a free port")
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._log_handle = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=self._log_handle or subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ConfigError(f"tansu broker exited with code {self.process.returncode} on start; "
                                   f"see {self.log_file or 'its output'}")
+            if not port_in_use(self.port):  # kafka-python leaks a socket per refused connection: wait for TCP
+                time.sleep(0.1)
+                continue
             try:
                 KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000).close()
                 log.info("embedded broker listening on %s", self.bootstrap)
@@ -103,6 +108,9 @@ class EmbeddedBroker:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -1,0 +1,270 @@
+"""``finpulse consume``: the Kafka consumer loop (micro-batches, explicit commits, rebalances, graceful stop).
+
+Design, and why it is safe:
+
+* **Synchronous batches.** Records are collected over a few ``poll()`` calls until the batch is full
+  (``batch_max_messages``) or old (``batch_max_wait_ms``), then processed (:mod:`monitor.batch`) and committed
+  on this thread *before the next poll*. kafka-python runs rebalance callbacks only inside ``poll()``, so no
+  batch is ever being written or committed while partitions are revoked.
+* **Commits follow the database.** Offsets (last processed + 1 per partition) are committed only after the
+  sink's transaction committed; a crash re-reads, the idempotent sink skips what is stored.
+* **Revocation abandons, never half-writes.** Records collected but not yet processed when partitions are
+  revoked (or lost) are dropped uncommitted: the next owner re-reads them from the committed offset.
+  kafka-python 3.0 keeps a partition's fetch position across an eager rebalance when the partition comes back
+  to the same member, so for such partitions we ``seek`` back to the first dropped offset.
+* **max_poll_interval.** The time between polls is one batch's processing time, so ``max_poll_records`` and the
+  batch size are both ``batch_max_messages``; a batch that took over half of ``kafka_max_poll_interval_ms`` is
+  logged with the fix. Heartbeats run on kafka-python's IO thread meanwhile, so the session stays alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.engine import Engine
+
+from monitor import db
+from monitor.batch import BatchProcessor, BatchResult
+from monitor.consumer_stats import ConsumerStats, consumer_lag
+from monitor.dead_letter import DeadLetterPublisher
+from monitor.errors import ConfigError
+from monitor.hooks import after_commit_hooks, batch_hooks, close_hooks
+from monitor.model_source import ModelSource, ScorerSource
+from monitor.records import KafkaRecord
+from monitor.settings import Settings
+from monitor.sink import NewsSink
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 250  # longest a poll blocks, so a stop request or idle exit is noticed promptly
+MAX_POLL_FAILURES = 20  # consecutive failed polls (about a minute of back-off) before giving up
+
+
+class RevocationTracker(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes revoked/lost partitions. Runs on kafka-python's IO thread while ``poll()`` blocks the main one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._revoked: set[TopicPartition] = set()
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = set(revoked)
+        if revoked:
+            log.info("partitions revoked: %s", _names(revoked))
+        with self._lock:
+            self._revoked |= revoked
+
+    def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
+        self.on_partitions_revoked(lost)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", _names(assigned))
+
+    def take(self) -> set[TopicPartition]:
+        with self._lock:
+            revoked, self._revoked = self._revoked, set()
+        return revoked
+
+
+def _names(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
+
+
+@dataclass
+class RunSummary:
+    messages: int = 0
+    dead_lettered: int = 0
+    inserted: int = 0
+    batches: int = 0
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+
+    def line(self) -> str:
+        parts = ", ".join(f"{t}[{p}]" for t, p in sorted(self.partitions)) or "none"
+        return (f"consumer stopped: {self.messages} messages in {self.batches} batches, {self.inserted} rows "
+                f"inserted, {self.dead_lettered} dead-lettered; partitions handled: {parts}")
+
+
+class NewsConsumer:
+    """Consumes ``settings.kafka_topic`` in the group ``settings.kafka_group_id`` until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None, scorers: ScorerSource | None = None,
+                 max_messages: int | None = None, idle_exit_s: float | None = None) -> None:
+        self.settings = settings
+        self._owns_engine = engine is None
+        self.engine = engine or db.make_engine(settings.database_url)
+        try:
+            db.require_migrated(self.engine)
+            self.scorers = scorers or ModelSource(settings, self.engine)
+            self.scorers.current()  # load the model now: a missing model fails at start, not at the first message
+        except BaseException:
+            self.close()
+            raise
+        self.max_messages = max_messages
+        self.idle_exit_s = idle_exit_s
+        self.summary = RunSummary()
+        self._stop = threading.Event()
+        self._tracker = RevocationTracker()
+        self._pending: list[KafkaRecord] = []
+        self._batch_deadline = 0.0
+        self._poll_failures = 0
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def stop(self) -> None:
+        """Finish the current batch, commit, close. Safe from a signal handler or another thread."""
+        self._stop.set()
+
+    def kafka_config(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            **s.kafka_client_config(),
+            "group_id": s.kafka_group_id,
+            "client_id": f"finpulse-{socket.gethostname()}-{os.getpid()}",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": s.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": max(100, min(3000, s.kafka_session_timeout_ms // 6)),
+            "max_poll_interval_ms": s.kafka_max_poll_interval_ms,
+            "max_poll_records": s.batch_max_messages,
+        }
+
+    def connect(self) -> Any:
+        try:
+            consumer = KafkaConsumer(**self.kafka_config())
+        except KafkaTimeoutError:  # kafka-python 3 raises this when no bootstrap server answers
+            raise ConfigError(f"no Kafka broker answered at {self.settings.kafka_bootstrap}; start one with "
+                              "`finpulse broker` or set FINPULSE_KAFKA_BOOTSTRAP") from None
+        consumer.subscribe([self.settings.kafka_topic], listener=self._tracker)
+        return consumer
+
+    def run(self) -> RunSummary:
+        consumer = self.connect()
+        dead_letters = DeadLetterPublisher(self.settings)
+        hooks_in_transaction = batch_hooks(self.settings, self.engine)
+        hooks_after_commit = after_commit_hooks(self.settings, self.engine)
+        sink = NewsSink(self.engine, hooks_in_transaction, hooks_after_commit)
+        processor = BatchProcessor(self.settings, self.scorers, dead_letters, sink)
+        stats = ConsumerStats(self.settings.stats_interval_s)
+        log.info("consuming %s as group %s (batches of up to %d messages / %d ms)", self.settings.kafka_topic,
+                 self.settings.kafka_group_id, self.settings.batch_max_messages, self.settings.batch_max_wait_ms)
+        last_message = time.monotonic()
+        try:
+            while not self._stop.is_set() and not self._limit_reached():
+                if self._collect(consumer):
+                    last_message = time.monotonic()
+                if self._batch_ready():
+                    stats.add(self._process(consumer, processor))
+                elif (not self._pending and self.idle_exit_s is not None
+                      and time.monotonic() - last_message >= self.idle_exit_s):
+                    log.info("no message for %.1f s; stopping (--idle-exit-s)", self.idle_exit_s)
+                    break
+                if stats.due():
+                    stats.report(consumer_lag(consumer))
+            if self._pending:
+                stats.add(self._process(consumer, processor))  # finish the batch in hand before leaving
+        finally:
+            consumer.close(autocommit=False)
+            dead_letters.close()
+            close_hooks([*hooks_in_transaction, *hooks_after_commit])
+            self.close()
+        log.info(self.summary.line())
+        return self.summary
+
+    def _limit_reached(self) -> bool:
+        return self.max_messages is not None and self.summary.messages + len(self._pending) >= self.max_messages
+
+    def _batch_ready(self) -> bool:
+        if not self._pending:
+            return False
+        return (len(self._pending) >= self.settings.batch_max_messages or self._limit_reached()
+                or time.monotonic() >= self._batch_deadline)
+
+    def _collect(self, consumer: Any) -> bool:
+        """One poll into the pending batch; returns whether records arrived."""
+        room = self.settings.batch_max_messages - len(self._pending)
+        if self.max_messages is not None:
+            room = min(room, self.max_messages - self.summary.messages - len(self._pending))
+        if self._pending:
+            wait_ms = int(max(0.0, self._batch_deadline - time.monotonic()) * 1000)
+        else:
+            wait_ms = self.settings.batch_max_wait_ms
+        try:
+            polled = consumer.poll(timeout_ms=min(wait_ms, IDLE_POLL_MS), max_records=max(1, room))
+            self._poll_failures = 0
+        except KafkaError as error:
+            # A group-coordination error (a rebalance racing a restarted member, a busy coordinator) must not
+            # end the process: the pending records are still ours unless the listener reported them revoked.
+            self._poll_failures += 1
+            if self._poll_failures > MAX_POLL_FAILURES:
+                raise
+            log.warning("poll failed (%s: %s); retrying (%d/%d)", type(error).__name__, error,
+                        self._poll_failures, MAX_POLL_FAILURES)
+            time.sleep(min(5.0, 0.2 * 2 ** min(self._poll_failures, 5)))
+            polled = {}
+        arrived = [record for records in polled.values() for record in records]
+        if arrived and not self._pending:
+            self._batch_deadline = time.monotonic() + self.settings.batch_max_wait_ms / 1000
+        self._pending.extend(arrived)
+        self._abandon_revoked(consumer)
+        return bool(arrived)
+
+    def _abandon_revoked(self, consumer: Any) -> None:
+        revoked = self._tracker.take()
+        if not revoked or not self._pending:
+            return
+        first_dropped: dict[TopicPartition, int] = {}
+        kept: list[KafkaRecord] = []
+        for record in self._pending:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in revoked:
+                first_dropped[tp] = min(first_dropped.get(tp, record.offset), record.offset)
+            else:
+                kept.append(record)
+        self._pending = kept
+        assigned = consumer.assignment()
+        for tp, offset in first_dropped.items():
+            if tp in assigned:  # came back to us with its position kept: rewind to what we dropped
+                consumer.seek(tp, offset)
+        if first_dropped:
+            log.info("rebalance: abandoned uncommitted records of %s (they will be re-read)", _names(first_dropped))
+
+    def _process(self, consumer: Any, processor: BatchProcessor) -> BatchResult:
+        batch, self._pending = self._pending, []
+        result = processor.process(batch)
+        self._commit(consumer, result)
+        self.summary.messages += result.records
+        self.summary.dead_lettered += result.dead_lettered
+        self.summary.inserted += result.inserted
+        self.summary.batches += 1
+        self.summary.partitions |= set(result.next_offsets)
+        limit_ms = self.settings.kafka_max_poll_interval_ms
+        if result.total_ms > limit_ms / 2:
+            log.warning("a batch of %d took %.0f ms, over half of max_poll_interval_ms (%d); lower "
+                        "FINPULSE_BATCH_MAX_MESSAGES or raise FINPULSE_KAFKA_MAX_POLL_INTERVAL_MS",
+                        result.records, result.total_ms, limit_ms)
+        return result
+
+    def _commit(self, consumer: Any, result: BatchResult) -> None:
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.next_offsets.items()}
+        try:
+            consumer.commit(offsets)
+        except (CommitFailedError, RebalanceInProgressError) as error:
+            # The group moved on while we wrote; the rows are stored, so whoever reads these records again
+            # finds their ids present and inserts nothing. Dead letters of this batch may be sent twice.
+            log.warning("offset commit for %s failed after the batch was written (%s); the next owner re-reads "
+                        "it without duplicating rows", _names(offsets), type(error).__name__)
+        except KafkaError as error:
+            log.error("offset commit for %s failed: %s", _names(offsets), error)
+            raise
