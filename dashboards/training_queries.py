@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select
 
 from schemas.news import News, NewsIn
 from schemas.registry import LabelledNews, ModelVersion
+from schemas.retraining import DriftReport, JobRun
 from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -101,3 +102,19 @@ def model_versions(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
             .limit(limit)
         ).all()
         return [row.model_dump() for row in rows]
+
+
+def job_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest retraining and drift runs (``job_run``), as plain dicts."""
+    with Session(engine) as session:
+        rows = session.exec(select(JobRun).order_by(col(JobRun.started_at).desc(), col(JobRun.id).desc())
+                            .limit(limit)).all()
+        return [row.model_dump(exclude={"details"}) for row in rows]
+
+
+def drift_reports(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest drift checks, as plain dicts without the distributions."""
+    with Session(engine) as session:
+        rows = session.exec(select(DriftReport).order_by(col(DriftReport.created_at).desc(),
+                                                         col(DriftReport.id).desc()).limit(limit)).all()
+        return [row.model_dump(exclude={"reference", "current"}) for row in rows]

@@ -109,6 +109,19 @@ class Settings(BaseSettings):
     retrain_min_improvement: float = Field(0.0, ge=0, le=1, description="Required macro-F1 gain on new labels.")
     retrain_replay_samples: int = Field(500, ge=0, description="Earlier examples mixed in against forgetting.")
     drift_threshold: float = Field(0.1, ge=0, le=1, description="Jensen-Shannon divergence that raises drift.")
+    retrain_gold_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of labels set aside once, by text hash, as the never-trained gold set."
+    )
+    retrain_config: Path | None = Field(
+        None, description="YAML/JSON of `finpulse train` options for retraining (epochs, learning_rate, ...)."
+    )
+    retrain_misfire_grace_s: int = Field(
+        3600, ge=1, description="A scheduled run missed by up to this many seconds (e.g. a restart) still runs once."
+    )
+    drift_cron: str = Field("15 * * * *", description="Cron expression of the drift check (UTC).")
+    drift_window_h: float = Field(24.0, gt=0, description="Hours of recent news the drift check compares.")
+    drift_min_news: int = Field(50, ge=1, description="Fewer scored stories than this: no drift verdict.")
+    drift_retrain: bool = Field(False, description="Start a retraining when the drift check finds drift.")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

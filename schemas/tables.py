@@ -3,9 +3,10 @@
 from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState, Notification
 from schemas.news import News
 from schemas.registry import LabelledNews, ModelVersion
+from schemas.retraining import DriftReport, JobLock, JobRun
 from schemas.signals import EntitySignal, NewsEntity
 
 __all__ = [
-    "Alert", "AlertRule", "AlertSilence", "AlertState", "EntitySignal", "LabelledNews", "ModelVersion", "News",
-    "NewsEntity", "Notification",
+    "Alert", "AlertRule", "AlertSilence", "AlertState", "DriftReport", "EntitySignal", "JobLock", "JobRun",
+    "LabelledNews", "ModelVersion", "News", "NewsEntity", "Notification",
 ]

@@ -91,6 +91,22 @@ def details(versions: list[dict[str, Any]]) -> None:
                 st.caption(version["notes"])
 
 
+def retraining_and_drift() -> None:
+    """The newest scheduled/manual runs (with why they skipped or what the gate said) and drift checks."""
+    st.subheader("Retraining runs and drift checks")
+    runs, reports = load(training_queries.job_runs), load(training_queries.drift_reports)
+    if not runs and not reports:
+        st.caption("No retraining or drift check has run yet (`finpulse retrain`, `finpulse scheduler`).")
+        return
+    if runs:
+        st.dataframe(pd.DataFrame(runs)[["started_at", "job", "trigger", "status", "reason", "slot", "owner"]],
+                     hide_index=True, width="stretch")
+    if reports:
+        columns = ["created_at", "model_version", "news_count", "label_js", "confidence_js", "threshold",
+                   "drifted", "note"]
+        st.dataframe(pd.DataFrame(reports)[columns], hide_index=True, width="stretch")
+
+
 def _run_change(description: str, change: Any) -> None:
     try:
         row = change()
@@ -151,6 +167,7 @@ def render() -> None:
     if versions:
         details(versions)
         actions(versions)
+        retraining_and_drift()
 
 
 render()
