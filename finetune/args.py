@@ -1,0 +1,229 @@
+"""Arguments of ``finpulse train`` / ``finpulse eval`` as dataclasses with help text (transformers-examples style).
+
+The command line is generated from the fields. ``--config FILE`` (YAML or JSON, keys = field names) supplies values
+that command-line flags then override, so a shipped config is a reproducible recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from monitor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound="DataArgs")
+_DATA_HELP = ("Data source KIND=PATH[?opt=value&...], repeatable. Kinds: csv, jsonl (text + label columns), tfns, "
+              "conll, finpulse, sentfin (options part=all|train|heldout, heldout=0.2, seed=0), db (a database URL "
+              "or 'default'). Tasks a source lacks are masked out of the loss.")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class DataArgs:
+    data: list[str] = field(default_factory=list, metadata=_help(_DATA_HELP))
+    text_column: str = field(default="text", metadata=_help("Text column (csv) or key (jsonl) of csv/jsonl sources."))
+    label_column: str = field(default="label", metadata=_help("Label column/key of csv/jsonl sources."))
+    label_map: str | None = field(default=None, metadata=_help(
+        "Raw label -> sentiment for csv/jsonl sources, e.g. 0=negative,1=positive,2=neutral "
+        "(default: label names such as negative/neutral/positive, bearish/bullish)."))
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_help(
+        "auto (CUDA when available), cpu or cuda."))
+    precision: Literal["auto", "bf16", "fp32"] = field(default="auto", metadata=_help(
+        "auto = bf16 on CUDA and on CPUs with native bf16 (AMX/AVX512-BF16), fp32 elsewhere."))
+    eval_batch_size: int = field(default=64, metadata=_help("Texts per evaluation forward pass."))
+
+
+@dataclass
+class TrainArgs(DataArgs):
+    """Fine-tune finpulse's multi-task model (document sentiment, NER, entity sentiment) and save a version."""
+
+    validation_data: list[str] = field(default_factory=list, metadata=_help(
+        "Validation sources (same syntax as --data) for early stopping and metrics.json; "
+        "default: --validation-split of the training data."))
+    validation_split: float = field(default=0.1, metadata=_help(
+        "Fraction of the training data held out for validation when no --validation-data is given "
+        "(near-duplicate texts stay on one side)."))
+    exclude_data: list[str] = field(default_factory=list, metadata=_help(
+        "Sources whose texts must never be trained on (e.g. the test set you report on); near-duplicates of "
+        "their texts are removed from the training data."))
+    base_model: str = field(default="all-MiniLM-L6-v2", metadata=_help(
+        "Encoder to fine-tune: the packaged default, a local directory or a Hugging Face id (safetensors only)."))
+    init_model: str | None = field(default=None, metadata=_help(
+        "Continue from this finpulse model directory (encoder and all three heads) instead of fresh heads on "
+        "--base-model, which is then only recorded; `finpulse retrain` starts from the champion this way."))
+    models_dir: str | None = field(default=None, metadata=_help(
+        "Where the version directory is written (default FINPULSE_MODELS_DIR)."))
+    version: str | None = field(default=None, metadata=_help("Version name (default vYYYYMMDD-HHMMSS, UTC)."))
+    epochs: float = field(default=3.0, metadata=_help("Training epochs (fractions allowed)."))
+    max_steps: int | None = field(default=None, metadata=_help(
+        "Stop after this many optimizer steps (overrides --epochs)."))
+    max_train_samples: int | None = field(default=None, metadata=_help(
+        "Use at most this many training examples (seeded sample)."))
+    max_eval_samples: int | None = field(default=None, metadata=_help(
+        "Use at most this many validation examples (seeded sample)."))
+    batch_size: int = field(default=32, metadata=_help("Training batch size."))
+    learning_rate: float = field(default=5e-5, metadata=_help(
+        "Peak AdamW learning rate (linear warm-up, then linear decay)."))
+    weight_decay: float = field(default=0.01, metadata=_help(
+        "AdamW weight decay (not applied to biases and LayerNorm)."))
+    warmup_ratio: float = field(default=0.06, metadata=_help("Fraction of the steps spent warming up."))
+    max_length: int = field(default=64, metadata=_help("Tokens per text during training and validation."))
+    freeze_embeddings: bool = field(default=False, metadata=_help(
+        "Keep the word-embedding matrix fixed (about half of MiniLM's weights): faster steps on CPU."))
+    sentiment_weight: float = field(default=1.0, metadata=_help("Loss weight of the document-sentiment head."))
+    ner_weight: float = field(default=1.0, metadata=_help("Loss weight of the NER head."))
+    entity_weight: float = field(default=1.0, metadata=_help("Loss weight of the entity-sentiment head."))
+    seed: int = field(default=42, metadata=_help(
+        "Random seed (data order, head initialisation, dropout, validation split)."))
+    eval_steps: int | None = field(default=None, metadata=_help("Validate every N steps (default: once per epoch)."))
+    patience: int = field(default=2, metadata=_help(
+        "Stop after this many validations without improvement (0 = never stop early)."))
+    selection_metric: Literal["mean", "sentiment_macro_f1", "ner_f1", "entity_macro_f1"] = field(
+        default="mean", metadata=_help(
+            "Validation score for early stopping and the best checkpoint: one task's macro-F1 (entity F1 for NER) "
+            "or the mean over the tasks the validation data labels."))
+    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's choice)."))
+    database_url: str | None = field(default=None, metadata=_help(
+        "Registry database (default FINPULSE_DATABASE_URL); 'none' skips registration."))
+    register: bool = field(default=True, metadata=_help(
+        "Record the version in the model_version table when the database exists."))
+    promote: bool = field(default=False, metadata=_help(
+        "Make the new version champion. Without it, it becomes champion only when there is no champion yet; "
+        "otherwise it stays a candidate."))
+    parent_version: str | None = field(default=None, metadata=_help(
+        "Version this one was trained from (recorded in the registry)."))
+    progress: bool = field(default=True, metadata=_help("Show a progress bar with loss and ETA."))
+
+
+@dataclass
+class EvalArgs(DataArgs):
+    """Evaluate a finpulse model directory on labelled data; prints JSON metrics."""
+
+    model: str = field(default="", metadata=_help("Model directory to evaluate (a `finpulse train` output)."))
+    out: str | None = field(default=None, metadata=_help("Also write the JSON report to this file."))
+    max_length: int | None = field(default=None, metadata=_help(
+        "Tokens per text (default FINPULSE_MAX_SEQ_LENGTH, as when serving)."))
+    max_eval_samples: int | None = field(default=None, metadata=_help(
+        "Evaluate at most this many examples (seeded sample)."))
+
+
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """(inner type, optional?) of ``X | None``."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], True
+    return hint, False
+
+
+def build_parser(cls: type[DataArgs], prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip() or None,
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="YAML or JSON file of these options (keys use underscores); "
+                                         "command-line flags override it.")
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        hint, _ = _base_type(hints[f.name])
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(hint) is list:
+            parser.add_argument(flag, action="append", metavar="SPEC", help=help_text)
+        elif typing.get_origin(hint) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(hint), help=help_text)
+        else:
+            parser.add_argument(flag, type=hint, metavar=f.name.upper(), help=help_text)
+    return parser
+
+
+def load_config(path: Path, cls: type[DataArgs]) -> dict[str, Any]:
+    """Field values from a YAML/JSON file; unknown keys and wrong types are ConfigErrors naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as error:
+        raise ConfigError(f"--config {path}: not valid {path.suffix or 'YAML'} ({error})".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option names to values")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {unknown}; see `--help` for the names")
+    return {key: _coerce(cls, key, value, path) for key, value in data.items()}
+
+
+def _coerce(cls: type[DataArgs], key: str, value: Any, path: Path) -> Any:
+    hint, optional = _base_type(typing.get_type_hints(cls)[key])
+    if value is None and optional:
+        return None
+    try:
+        if typing.get_origin(hint) is list:
+            from finetune.data import DataSpec
+
+            items = value if isinstance(value, list) else [value]
+            return [item if isinstance(item, str) else str(DataSpec.parse(item)) for item in items]
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if hint in (int, float, str):
+            return hint(value)  # YAML reads 5e-5 as a string; int("3") and float("5e-5") fix that
+        return value
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"--config {path}: option {key}={value!r}: {error}") from None
+
+
+def parse_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
+    """Defaults < ``--config`` file < command-line flags."""
+    namespace = vars(build_parser(cls, prog).parse_args(list(argv)))
+    values: dict[str, Any] = {}
+    config = namespace.pop("config", None)
+    if config:
+        values.update(load_config(Path(config), cls))
+    values.update(namespace)
+    args = cls(**values)
+    _validate(args)
+    return args
+
+
+def _validate(args: DataArgs) -> None:
+    if not args.data:
+        raise ConfigError("no data: pass --data KIND=PATH (repeatable) or a --config file with a 'data' list")
+    if isinstance(args, EvalArgs) and not args.model:
+        raise ConfigError("no model: pass --model DIR (a `finpulse train` output directory)")
+    if isinstance(args, TrainArgs):
+        checks = [(args.batch_size >= 1, "--batch-size must be >= 1"), (args.epochs > 0, "--epochs must be > 0"),
+                  (0 <= args.validation_split < 1, "--validation-split must be in [0, 1)"),
+                  (args.max_length >= 8, "--max-length must be >= 8"), (args.learning_rate > 0, "--learning-rate > 0"),
+                  (args.max_steps is None or args.max_steps >= 1, "--max-steps must be >= 1"),
+                  (args.patience >= 0, "--patience must be >= 0")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message}; fix the flag or the --config file")
+
+
+def as_json(args: DataArgs) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()}

@@ -1,0 +1,138 @@
+"""Writes a versioned model directory: weights, tokenizer, encoder config, manifest, args, metrics, model card.
+
+The directory is assembled under a hidden temporary name and renamed into place, so a watcher (the consumer polling
+for a new champion) never sees a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from finetune.examples import BIO_LABELS, NER_TYPES
+from finetune.model import MultitaskModel
+from finetune.predictor import FORMAT_VERSION
+from monitor.errors import ConfigError
+from monitor.scorer import MANIFEST
+from schemas.prediction import SENTIMENT_LABELS
+
+log = logging.getLogger(__name__)
+
+
+def new_version(models_dir: Path, now: datetime | None = None) -> str:
+    """``vYYYYMMDD-HHMMSS`` (UTC), with a suffix if that name is taken."""
+    base = (now or datetime.now(UTC)).strftime("v%Y%m%d-%H%M%S")
+    version, n = base, 1
+    while (models_dir / version).exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version
+
+
+def manifest(version: str, base_model: str, max_length: int) -> dict[str, Any]:
+    return {
+        "kind": "multitask",
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "base_model": base_model,
+        "max_length": max_length,
+        "labels": {
+            "sentiment": list(SENTIMENT_LABELS),
+            "ner": list(BIO_LABELS),
+            "entity_sentiment": list(SENTIMENT_LABELS),
+        },
+        "heads": {
+            "sentiment": "masked mean pooling -> linear",
+            "ner": "token linear, BIO over " + "/".join(NER_TYPES) + "; cashtags -> TICKER by rule at inference",
+            "entity_sentiment": "span mean pooling + document vector -> MLP",
+        },
+    }
+
+
+def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, models_dir: Path, version: str, *,
+                 base_model: str, max_length: int, train_args: dict[str, Any], metrics: dict[str, Any],
+                 data_summary: dict[str, Any]) -> Path:
+    target = models_dir / version
+    if target.exists():
+        raise ConfigError(f"{target} already exists; choose another --version")
+    staging = models_dir / f".{version}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save(staging)
+    tokenizer.save_pretrained(staging)
+    info = manifest(version, base_model, max_length)
+    _write_json(staging / MANIFEST, info)
+    _write_json(staging / "training_args.json", train_args)
+    _write_json(staging / "metrics.json", metrics)
+    (staging / "README.md").write_text(model_card(info, train_args, metrics, data_summary), encoding="utf-8")
+    staging.rename(target)
+    log.info("saved model %s to %s", version, target)
+    return target
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
+               data_summary: dict[str, Any]) -> str:
+    validation = metrics.get("validation", {})
+    rows = []
+    for task, key in (("sentiment", "macro_f1"), ("sentiment", "accuracy"), ("sentiment", "ece"),
+                      ("ner", "f1"), ("ner", "precision"), ("ner", "recall"),
+                      ("entity_sentiment", "macro_f1"), ("entity_sentiment", "accuracy")):
+        if key in validation.get(task, {}):
+            rows.append(f"| {task} | {key} | {_fmt(validation[task][key])} |")
+    sources = "\n".join(f"- `{spec}`: {count}" for spec, count in data_summary.get("sources", {}).items())
+    tasks = ", ".join(f"{task} {n}" for task, n in data_summary.get("train_tasks", {}).items())
+    return f"""---
+library_name: finpulse
+base_model: {info['base_model']}
+tags: [finance, sentiment, ner, multitask]
+---
+
+# finpulse multi-task model `{info['version']}`
+
+One transformer encoder with three heads, served from one forward pass:
+
+1. document sentiment ({', '.join(info['labels']['sentiment'])}); signed score = P(positive) - P(negative);
+2. named entities, BIO tags for {', '.join(NER_TYPES)}; cashtags such as `$AAPL` are added as TICKER by a rule;
+3. sentiment of each entity, from the entity span's pooled token states (two entities of one headline can differ).
+
+## Base model
+`{info['base_model']}`, fine-tuned with max length {info['max_length']} tokens.
+
+## Training data
+{sources or '- (none recorded)'}
+
+Training examples: {data_summary.get('train', '?')} ({tasks});
+validation examples: {data_summary.get('validation', '?')}.
+Tasks a source does not label are masked out of the loss.
+
+## Validation metrics (best checkpoint)
+| task | metric | value |
+|---|---|---|
+{chr(10).join(rows) or '| - | - | - |'}
+
+Steps: {metrics.get('steps')}, epochs: {_fmt(metrics.get('epochs'))}, precision: {metrics.get('precision')},
+device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds'))} s.
+
+## Use
+`finpulse consume` with `FINPULSE_MODEL_DIR` set to this directory, or
+`monitor.scorer.load_scorer(Path(...)).score(["..."])`. Evaluate with `finpulse eval --model DIR --data ...`.
+Weights are safetensors only. Training arguments: `training_args.json` (seed {train_args.get('seed')}).
+
+## Limitations
+Trained on the sources above only; headlines unlike them (other markets, languages, long articles) are scored
+less reliably. Entity sentiment on silver (string-matched) spans; NER data may be small and out of domain.
+"""

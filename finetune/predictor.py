@@ -1,0 +1,107 @@
+"""Serves a trained multi-task directory through :mod:`monitor.scorer` (``load_backend``).
+
+One encoder pass per sub-batch yields the document sentiment, the BIO tags (decoded to character spans through the
+tokenizer's offsets) and, from the same hidden states, the sentiment of each entity span. Cashtags (``$AAPL``) are
+found by the scorer's rule and become TICKER entities scored by the entity head over their tokens; a predicted
+ORG/PER/LOC span overlapping a cashtag gives way to the TICKER.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import BatchEncoding
+
+from finetune.features import decode_bio, token_range
+from finetune.model import MultitaskModel
+from monitor.errors import ModelLoadError
+from monitor.scorer import CASHTAG_RE, check_model_dir, read_manifest
+from schemas.prediction import EntityPrediction, Prediction
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def check_multitask_dir(model_dir: Path) -> dict[str, Any]:
+    """The manifest of a multi-task directory, or ModelLoadError saying what is wrong."""
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
+    manifest = read_manifest(model_dir)
+    if manifest.get("kind") != "multitask":
+        raise ModelLoadError(f"{model_dir}: finpulse_model.json kind is {manifest.get('kind')!r}, expected "
+                             "'multitask'; train one with `finpulse train`")
+    if int(manifest.get("format_version", 1)) > FORMAT_VERSION:
+        raise ModelLoadError(f"{model_dir}: model format {manifest['format_version']} is newer than this finpulse "
+                             f"reads ({FORMAT_VERSION}); upgrade finpulse")
+    return manifest
+
+
+def _cashtags(text: str) -> list[tuple[int, int, str]]:
+    seen, out = set(), []
+    for match in CASHTAG_RE.finditer(text):
+        symbol = match.group(1).upper()
+        if symbol not in seen:
+            seen.add(symbol)
+            out.append((match.start(), match.end(), symbol))
+    return out
+
+
+def _probs(row: Sequence[float]) -> tuple[float, float, float]:
+    return (float(row[0]), float(row[1]), float(row[2]))
+
+
+class MultitaskBackend:
+    """monitor.scorer's Backend for finpulse's own model."""
+
+    def __init__(self, model: MultitaskModel) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+
+    def predict(self, texts: Sequence[str], encoding: BatchEncoding) -> list[Prediction]:
+        offsets = encoding["offset_mapping"].tolist()
+        inputs = {k: encoding[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")
+                  if k in encoding}
+        outputs = self.model(**inputs)
+        doc_probs = torch.softmax(outputs.sentiment.float(), dim=-1).cpu().tolist()
+        ner_ids = outputs.ner.float().argmax(-1).cpu().tolist()
+        # Entities of every text first, then one call of the entity head for all of them.
+        found: list[list[tuple[int, int, str, str]]] = []  # start, end, type, surface text
+        rows = []
+        for row, text in enumerate(texts):
+            tickers = _cashtags(text)
+            spans = [(s, e, "TICKER", symbol) for s, e, symbol in tickers]
+            for start, end, kind in decode_bio(ner_ids[row], offsets[row], text):
+                if not any(s < end and start < e for s, e, _ in tickers):
+                    spans.append((start, end, kind, text[start:end]))
+            spans.sort()
+            kept = []
+            for start, end, kind, surface in spans:
+                tokens = token_range(offsets[row], start, end)
+                if tokens is not None:  # a span cut off by max_length cannot be scored
+                    kept.append((start, end, kind, surface))
+                    rows.append([row, tokens[0], tokens[1]])
+            found.append(kept)
+        span_index = torch.tensor(rows, dtype=torch.long, device=self.device).reshape(-1, 3)
+        entity_logits = self.model.span_logits(outputs.hidden, outputs.pooled, span_index)
+        entity_probs = torch.softmax(entity_logits.float(), dim=-1).cpu().tolist()
+        out, cursor = [], 0
+        for row, spans_of_text in enumerate(found):
+            entities = []
+            for start, end, kind, surface in spans_of_text:
+                scored = Prediction.from_probs(_probs(entity_probs[cursor]))
+                cursor += 1
+                entities.append(EntityPrediction(surface, kind, start, end, scored.sentiment, scored.probs,
+                                                 scored.score, scored.confidence))
+            out.append(Prediction.from_probs(_probs(doc_probs[row]), entities))
+        return out
+
+
+def load_backend(model_dir: Path, device: torch.device) -> MultitaskBackend:
+    """Entry point used by :func:`monitor.scorer.load_scorer` for ``{"kind": "multitask"}`` directories."""
+    check_multitask_dir(model_dir)
+    return MultitaskBackend(MultitaskModel.load(Path(model_dir), device))

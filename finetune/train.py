@@ -1,0 +1,213 @@
+"""``finpulse train``: load the sources, fine-tune the multi-task model, keep the best checkpoint, save, register."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
+
+from finetune.args import TrainArgs, as_json
+from finetune.base_model import resolve_base_model
+from finetune.data import ColumnDefaults, DataSpec, drop_overlap, load_sources, split_validation, subsample
+from finetune.evaluate import evaluate, selection_score
+from finetune.examples import Example
+from finetune.export import new_version, save_version
+from finetune.features import collate, encode, length_grouped_batches
+from finetune.model import MultitaskModel, multitask_loss
+from monitor.errors import ConfigError, DataError
+from monitor.scorer import resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+    status: str | None  # registry status, None when not registered
+
+
+def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, Any]]:
+    """Training and validation examples (leakage removed, optional caps) and a summary for the model card."""
+    defaults = ColumnDefaults(args.text_column, args.label_column, args.label_map)
+    sources: dict[str, int] = {}
+    train: list[Example] = []
+    for text in args.data:
+        examples = load_sources([DataSpec.parse(text)], defaults)
+        sources[text] = len(examples)
+        train.extend(examples)
+    if args.validation_data:
+        valid = load_sources([DataSpec.parse(s) for s in args.validation_data], defaults)
+    else:
+        train, valid = split_validation(train, args.validation_split, args.seed)
+    excluded = load_sources([DataSpec.parse(s) for s in args.exclude_data], defaults)
+    train = drop_overlap(train, valid + excluded)
+    train = subsample(train, args.max_train_samples, args.seed)
+    valid = subsample(valid, args.max_eval_samples, args.seed)
+    if not train:
+        raise DataError(f"no training examples left from {args.data} after the validation split and exclusions")
+    tasks: dict[str, int] = {}
+    for example in train:
+        for task in example.tasks:
+            tasks[task] = tasks.get(task, 0) + 1
+    summary = {"sources": sources, "train": len(train), "validation": len(valid), "train_tasks": tasks}
+    log.info("training on %d examples (%s), validating on %d", len(train), tasks, len(valid))
+    return train, valid, summary
+
+
+def registry_url(args: TrainArgs) -> str | None:
+    """The database to register in, or None; checked before training so a bad database fails fast."""
+    from monitor import db
+    from monitor.settings import get_settings
+
+    url = args.database_url or get_settings().database_url
+    if not args.register or url.lower() == "none":
+        return None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).exists()):
+        log.info("no database at %s: the model is saved but not registered (`finpulse db upgrade` creates one)",
+                 url)
+        return None
+    engine = db.make_engine(url)
+    try:
+        db.require_migrated(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _optimizer(model: MultitaskModel, args: TrainArgs) -> torch.optim.Optimizer:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.learning_rate)
+
+
+def train(args: TrainArgs) -> TrainResult:
+    from monitor.settings import get_settings
+
+    set_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.precision, device)
+    models_dir = Path(args.models_dir or get_settings().models_dir)
+    version = args.version or new_version(models_dir)
+    if (models_dir / version).exists():
+        raise ConfigError(f"{models_dir / version} already exists; choose another --version")
+    db_url = registry_url(args)
+    train_examples, valid_examples, summary = load_data(args)
+
+    torch.manual_seed(args.seed)  # the heads' initialisation
+    if args.init_model:  # continued training (retraining): the saved model's tokenizer, encoder and heads
+        from finetune.predictor import check_multitask_dir
+
+        check_multitask_dir(Path(args.init_model))
+        tokenizer = AutoTokenizer.from_pretrained(args.init_model, trust_remote_code=False)
+        model = MultitaskModel.load(Path(args.init_model), device)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(args.base_model), trust_remote_code=False)
+        model = MultitaskModel.from_base(args.base_model).to(device)
+    if args.freeze_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    features = encode(train_examples, tokenizer, args.max_length)
+    lengths = [len(f.input_ids) for f in features]
+    weights = [e.weight for e in train_examples]
+    steps_per_epoch = max(1, math.ceil(sum(weights) / args.batch_size))
+    total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
+    eval_every = args.eval_steps or steps_per_epoch
+    optimizer = _optimizer(model, args)
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else nullcontext
+    task_weights = (args.sentiment_weight, args.ner_weight, args.entity_weight)
+    rng = random.Random(args.seed)
+    pad_id = int(tokenizer.pad_token_id or 0)
+    log.info("training %s on %s (%s): %d steps, %d per epoch", args.base_model, device, dtype or "fp32",
+             total_steps, steps_per_epoch)
+
+    step, bad, best_score, train_seconds = 0, 0, -1.0, 0.0
+    best_state: dict[str, torch.Tensor] | None = None
+    best: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    running: float | None = None
+    model.train()
+    bar = tqdm(total=total_steps, desc=f"train {version}", unit="step", disable=not args.progress)
+    stop = False
+    while not stop:
+        for batch_ids in length_grouped_batches(lengths, args.batch_size, rng, weights=weights):
+            started = time.perf_counter()
+            batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_ids], pad_id).items()}
+            with autocast():
+                outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"])
+            loss, parts = multitask_loss(outputs, batch, task_weights)
+            if parts:  # a batch whose only labels were truncated away has nothing to learn from
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_seconds += time.perf_counter() - started
+            step += 1
+            value = float(loss.detach())
+            running = value if running is None else 0.9 * running + 0.1 * value
+            bar.set_postfix({"loss": f"{running:.4f}", **{k: f"{v:.3f}" for k, v in parts.items()}})
+            bar.update()
+            if valid_examples and (step % eval_every == 0 or step == total_steps):
+                metrics = evaluate(model, tokenizer, valid_examples, max_length=args.max_length,
+                                   batch_size=args.eval_batch_size, dtype=dtype)
+                score = selection_score(metrics, args.selection_metric)
+                history.append({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": running,
+                                "score": score})
+                log.info("step %d (epoch %.2f): loss %.4f, validation %s %.4f", step, step / steps_per_epoch,
+                         running, args.selection_metric, score)
+                if score > best_score:
+                    best_score, bad, best = score, 0, {"step": step, "metrics": metrics}
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad += 1
+                    stop = args.patience > 0 and bad >= args.patience
+            if stop or step >= total_steps:
+                stop = True
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    epochs_done = step / steps_per_epoch
+    metrics = {
+        "validation": best.get("metrics", {}), "selection_metric": args.selection_metric,
+        "best_score": best_score if best else None, "best_step": best.get("step"), "steps": step,
+        "epochs": epochs_done, "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / epochs_done,
+        "precision": str(dtype or "fp32"), "device": str(device), "history": history,
+        "stopped_early": step < total_steps,
+    }
+    resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
+                "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,
+                "steps_per_epoch": steps_per_epoch, "torch": torch.__version__, "data_summary": summary}
+    path = save_version(model, tokenizer, models_dir, version, base_model=args.base_model,
+                        max_length=args.max_length, train_args=resolved, metrics=metrics, data_summary=summary)
+    status = None
+    if db_url is not None:
+        from finetune import registry
+
+        row = registry.register(db_url, version=version, path=str(path.resolve()), base_model=args.base_model,
+                                metrics={k: v for k, v in metrics.items() if k != "history"}, train_args=resolved,
+                                promote=args.promote, parent_version=args.parent_version)
+        status = row.status
+    return TrainResult(version, path, metrics, status)
