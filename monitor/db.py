@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,10 @@ from sqlmodel import Session, create_engine
 from monitor.errors import DatabaseNotMigratedError
 
 log = logging.getLogger(__name__)
+
+# Every engine this process made, so shutdown (and test teardown) can close pooled connections that an owner
+# forgot to dispose; a pooled connection left to the garbage collector is an unclosed socket.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "migrations"
 
@@ -40,8 +45,17 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    _ENGINES.add(engine)
+    return engine
+
+
+def dispose_engines(database: str | None = None) -> None:
+    """Close the pooled connections of every engine made here (only those on ``database`` if given)."""
+    for engine in list(_ENGINES):
+        if database is None or engine.url.database == database:
+            engine.dispose()
 
 
 @contextmanager

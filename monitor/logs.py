@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from typing import TextIO
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, not the stream that existed when logging was set up.
+
+    Test runners and embedding apps swap stderr; a handler bound to a closed stream fails on every record.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 def setup_logging(level: str = "INFO") -> None:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -66,6 +66,7 @@ def make_scratch_pg(pg_available: bool) -> Iterator[str]:
     try:
         yield url
     finally:
+        db.dispose_engines(name)  # engines a test or a CLI command left open on the scratch database
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
