@@ -2,20 +2,26 @@
 
 Ordering is the delivery guarantee. Dead letters are acknowledged before the rows are written, rows are
 committed before the consumer commits offsets (it does so with :attr:`BatchResult.next_offsets` only after
-:meth:`BatchProcessor.process` returned). A crash anywhere re-reads the batch: the sink skips stored ids, and a
+:meth:`BatchProcessor.write` returned). A crash anywhere re-reads the batch: the sink skips stored ids, and a
 dead letter may be published twice but never lost.
+
+The three stages are separate methods so the consumer can pipeline them: :meth:`BatchProcessor.prepare`
+(validation, dead letters, choice of model) and :meth:`BatchProcessor.write` (rows, signals, commit) run on the
+consumer's thread, :meth:`BatchProcessor.score` (the only step that runs the model) on its scoring thread.
+:meth:`BatchProcessor.process` runs them one after the other.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from monitor.dead_letter import DeadLetterPublisher
 from monitor.model_source import ScorerSource
 from monitor.records import KafkaRecord, coordinates, record_time
+from monitor.scorer import Scorer
 from monitor.settings import Settings
 from monitor.sink import NewsSink
 from monitor.validate import Rejection, validate_value
@@ -67,6 +73,30 @@ def batch_span(records: Sequence[KafkaRecord]) -> str:
     return ", ".join(f"{t}[{p}]@{min(o)}..{max(o)}" for (t, p), o in sorted(spans.items()))
 
 
+@dataclass
+class PreparedBatch:
+    """A validated batch on its way through scoring: what :meth:`BatchProcessor.write` needs."""
+
+    records: list[KafkaRecord]
+    valid: list[tuple[KafkaRecord, NewsIn]]
+    texts: list[str]
+    scorer: Scorer | None
+    result: BatchResult
+    started: float
+    dropped: set[tuple[str, int]] = field(default_factory=set)  # partitions revoked while in flight
+
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Abandon the records of ``partitions`` (revoked): they are neither written nor committed. Returns the
+        first abandoned offset per partition, where the consumer must seek back if the partition stays ours."""
+        first: dict[tuple[str, int], int] = {}
+        for record in self.records:
+            key = (record.topic, record.partition)
+            if key in partitions and key not in self.dropped:
+                first[key] = min(first.get(key, record.offset), record.offset)
+        self.dropped |= set(first)
+        return first
+
+
 class BatchProcessor:
     def __init__(self, settings: Settings, scorers: ScorerSource, dead_letters: DeadLetterPublisher,
                  sink: NewsSink) -> None:
@@ -90,8 +120,8 @@ class BatchProcessor:
                 valid.append((record, outcome))
         return valid
 
-    def process(self, records: Sequence[KafkaRecord]) -> BatchResult:
-        """Run the batch through; raises (and leaves offsets uncommitted) if any step fails."""
+    def prepare(self, records: Sequence[KafkaRecord]) -> PreparedBatch:
+        """Validate, dead-letter (acknowledged before returning) and choose the model for the batch."""
         started = time.perf_counter()
         result = BatchResult(records=len(records))
         for record in records:
@@ -99,23 +129,44 @@ class BatchProcessor:
             result.next_offsets[key] = max(result.next_offsets.get(key, 0), record.offset + 1)
         valid = self.split(records)
         result.dead_lettered = self.dead_letters.flush()
-        if valid:
-            scorer = self.scorers.current()
-            texts = [news.model_text(self.settings.body_max_chars) for _, news in valid]
-            score_started = time.perf_counter()
-            try:
-                predictions = scorer.score(texts)
-            except Exception:
-                log.error("scoring failed for batch %s", batch_span([r for r, _ in valid]))
-                raise
-            result.score_ms = (time.perf_counter() - score_started) * 1000
-            result.scored, result.model_version = len(predictions), scorer.version
-            for (record, news), prediction in zip(valid, predictions, strict=True):
-                self.sink.add(news_row(record, news, prediction, scorer.version))
+        texts = [news.model_text(self.settings.body_max_chars) for _, news in valid]
+        scorer = self.scorers.current() if valid else None  # between batches: one model version per batch
+        return PreparedBatch(list(records), valid, texts, scorer, result, started)
+
+    def score(self, batch: PreparedBatch) -> list[Prediction]:
+        """Run the model over the batch's texts; thread-safe as long as one thread scores at a time."""
+        if batch.scorer is None:
+            return []
+        score_started = time.perf_counter()
+        try:
+            predictions = batch.scorer.score(batch.texts)
+        except Exception:
+            log.error("scoring failed for batch %s", batch_span([r for r, _ in batch.valid]))
+            raise
+        batch.result.score_ms = (time.perf_counter() - score_started) * 1000
+        return predictions
+
+    def write(self, batch: PreparedBatch, predictions: Sequence[Prediction]) -> BatchResult:
+        """Store the scored rows in one transaction; raises (and leaves offsets uncommitted) if that fails."""
+        result = batch.result
+        if batch.dropped:  # revoked while scored: neither written, committed nor counted (they are re-read)
+            result.records = sum((r.topic, r.partition) not in batch.dropped for r in batch.records)
+            for key in batch.dropped:
+                result.next_offsets.pop(key, None)
+        if batch.scorer is not None:
+            result.scored, result.model_version = len(predictions), batch.scorer.version
+            for (record, news), prediction in zip(batch.valid, predictions, strict=True):
+                if (record.topic, record.partition) not in batch.dropped:
+                    self.sink.add(news_row(record, news, prediction, batch.scorer.version))
             try:
                 result.inserted = len(self.sink.flush())
             except Exception:
-                log.error("writing batch %s failed; its offsets stay uncommitted", batch_span(records))
+                log.error("writing batch %s failed; its offsets stay uncommitted", batch_span(batch.records))
                 raise
-        result.total_ms = (time.perf_counter() - started) * 1000
+        result.total_ms = (time.perf_counter() - batch.started) * 1000
         return result
+
+    def process(self, records: Sequence[KafkaRecord]) -> BatchResult:
+        """Run the batch through; raises (and leaves offsets uncommitted) if any step fails."""
+        batch = self.prepare(records)
+        return self.write(batch, self.score(batch))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -62,9 +62,11 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int, **clie
 class EmbeddedBroker:
     """Runs ``tansu broker`` on 127.0.0.1:``port`` until :meth:`stop` (or the ``with`` block ends)."""
 
-    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_file: Path | None = None,
+                 popen_options: dict[str, Any] | None = None) -> None:
         self.port = port or free_port()
         self.log_file = log_file
+        self.popen_options = popen_options or {}  # e.g. monitor.subprocesses.child_options() (the demo)
         self.process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
 
@@ -80,7 +82,7 @@ class EmbeddedBroker:
         self._log_handle = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=self._log_handle or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdout=self._log_handle or subprocess.DEVNULL, stderr=subprocess.STDOUT, **self.popen_options,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -10,8 +10,16 @@ from typing import Annotated
 
 import typer
 
+from dashboards.cli import dashboard_app  # imports only typer; streamlit loads in its own process
+from finetune.cli import register as register_finetune  # imports only typer; torch loads in the commands
+from monitor.alerts_cli import alerts_app  # imports only typer; the database loads inside the commands
+from monitor.bench_cli import bench  # imports only typer; torch loads inside the command
+from monitor.config_cli import config_app  # imports only typer; settings load inside the commands
+from monitor.demo import demo  # imports only typer; everything else loads inside the command
 from monitor.errors import FinpulseError
 from monitor.logs import setup_logging
+from monitor.retrain_cli import register as register_retraining  # imports only typer
+from monitor.stream_cli import consume, replay
 
 app = typer.Typer(
     name="finpulse",
@@ -22,6 +30,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_finetune(app)  # train, eval, train-bench
+app.add_typer(config_app, name="config")
+app.command()(consume)
+app.command()(replay)
+app.command()(bench)
+app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(alerts_app, name="alerts")
+register_retraining(app)  # retrain, scheduler, drift, models
+app.command()(demo)
 
 
 @app.callback()

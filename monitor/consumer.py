@@ -2,19 +2,23 @@
 
 Design, and why it is safe:
 
-* **Synchronous batches.** Records are collected over a few ``poll()`` calls until the batch is full
-  (``batch_max_messages``) or old (``batch_max_wait_ms``), then processed (:mod:`monitor.batch`) and committed
-  on this thread *before the next poll*. kafka-python runs rebalance callbacks only inside ``poll()``, so no
-  batch is ever being written or committed while partitions are revoked.
-* **Commits follow the database.** Offsets (last processed + 1 per partition) are committed only after the
-  sink's transaction committed; a crash re-reads, the idempotent sink skips what is stored.
-* **Revocation abandons, never half-writes.** Records collected but not yet processed when partitions are
-  revoked (or lost) are dropped uncommitted: the next owner re-reads them from the committed offset.
-  kafka-python 3.0 keeps a partition's fetch position across an eager rebalance when the partition comes back
-  to the same member, so for such partitions we ``seek`` back to the first dropped offset.
-* **max_poll_interval.** The time between polls is one batch's processing time, so ``max_poll_records`` and the
-  batch size are both ``batch_max_messages``; a batch that took over half of ``kafka_max_poll_interval_ms`` is
-  logged with the fix. Heartbeats run on kafka-python's IO thread meanwhile, so the session stays alive.
+* **Pipelined batches.** Records are collected over a few ``poll()`` calls until the batch is full
+  (``batch_max_messages``) or old (``batch_max_wait_ms``). A ready batch is validated and dead-lettered on this
+  thread, then handed to ONE scoring thread; while the model runs, this thread writes and commits the previous
+  batch and polls and validates the next. So at most one batch is scored-but-unwritten, the model never waits
+  for the database, and memory stays bounded. Only polling, writing and committing happen on this thread.
+* **Commits follow the database.** Offsets (last processed + 1 per partition) of a batch are committed only after
+  that batch's transaction committed, batch after batch in order; a crash re-reads, the idempotent sink skips
+  what is stored.
+* **Revocation abandons, never half-writes.** kafka-python runs rebalance callbacks only inside ``poll()``; after
+  every poll, records of revoked (or lost) partitions are dropped uncommitted, both those collected for the next
+  batch and those of the batch being scored (its other partitions are still written and committed). The next
+  owner re-reads them from the committed offset. kafka-python 3.0 keeps a partition's fetch position across an
+  eager rebalance when the partition comes back to the same member, so for such partitions we ``seek`` back to
+  the first dropped offset.
+* **max_poll_interval.** The time between polls is at most about one batch's processing time, so
+  ``max_poll_records`` and the batch size are both ``batch_max_messages``; a batch that took over half of
+  ``kafka_max_poll_interval_ms`` is logged with the fix. Heartbeats run on kafka-python's IO thread meanwhile.
 """
 
 from __future__ import annotations
@@ -24,86 +28,58 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.engine import Engine
 
 from monitor import db
-from monitor.batch import BatchProcessor, BatchResult
-from monitor.consumer_stats import ConsumerStats, consumer_lag
+from monitor.batch import BatchProcessor, BatchResult, PreparedBatch
+from monitor.consumer_stats import ConsumerStats, RunSummary, consumer_lag
 from monitor.dead_letter import DeadLetterPublisher
 from monitor.errors import ConfigError
-from monitor.hooks import after_commit_hooks, batch_hooks, close_hooks
+from monitor.hooks import AfterCommitHook, after_commit_hooks, batch_hooks, close_hooks
 from monitor.model_source import ModelSource, ScorerSource
+from monitor.rebalance import RevocationTracker, names
 from monitor.records import KafkaRecord
+from monitor.scorer import configure_threads
 from monitor.settings import Settings
 from monitor.sink import NewsSink
+from schemas.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 250  # longest a poll blocks, so a stop request or idle exit is noticed promptly
+SCORING_POLL_MS = 10  # longest a poll blocks while a batch is scored, so its rows are written promptly
 MAX_POLL_FAILURES = 20  # consecutive failed polls (about a minute of back-off) before giving up
 
 
-class RevocationTracker(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Notes revoked/lost partitions. Runs on kafka-python's IO thread while ``poll()`` blocks the main one."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._revoked: set[TopicPartition] = set()
-
-    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        revoked = set(revoked)
-        if revoked:
-            log.info("partitions revoked: %s", _names(revoked))
-        with self._lock:
-            self._revoked |= revoked
-
-    def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
-        self.on_partitions_revoked(lost)
-
-    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info("partitions assigned: %s", _names(assigned))
-
-    def take(self) -> set[TopicPartition]:
-        with self._lock:
-            revoked, self._revoked = self._revoked, set()
-        return revoked
-
-
-def _names(partitions: Iterable[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)) or "none"
-
-
 @dataclass
-class RunSummary:
-    messages: int = 0
-    dead_lettered: int = 0
-    inserted: int = 0
-    batches: int = 0
-    partitions: set[tuple[str, int]] = field(default_factory=set)
+class InFlight:
+    """The batch on the scoring thread."""
 
-    def line(self) -> str:
-        parts = ", ".join(f"{t}[{p}]" for t, p in sorted(self.partitions)) or "none"
-        return (f"consumer stopped: {self.messages} messages in {self.batches} batches, {self.inserted} rows "
-                f"inserted, {self.dead_lettered} dead-lettered; partitions handled: {parts}")
+    batch: PreparedBatch
+    predictions: Future[list[Prediction]]
 
 
 class NewsConsumer:
     """Consumes ``settings.kafka_topic`` in the group ``settings.kafka_group_id`` until :meth:`stop`."""
 
     def __init__(self, settings: Settings, *, engine: Engine | None = None, scorers: ScorerSource | None = None,
-                 max_messages: int | None = None, idle_exit_s: float | None = None) -> None:
+                 max_messages: int | None = None, idle_exit_s: float | None = None,
+                 after_commit: Sequence[AfterCommitHook] = ()) -> None:
         self.settings = settings
+        self.extra_after_commit = list(after_commit)  # run before the configured hooks (benchmark probes)
         self._owns_engine = engine is None
         self.engine = engine or db.make_engine(settings.database_url)
         try:
             db.require_migrated(self.engine)
+            configure_threads()
             self.scorers = scorers or ModelSource(settings, self.engine)
             self.scorers.current()  # load the model now: a missing model fails at start, not at the first message
         except BaseException:
@@ -115,6 +91,7 @@ class NewsConsumer:
         self._stop = threading.Event()
         self._tracker = RevocationTracker()
         self._pending: list[KafkaRecord] = []
+        self._in_flight: InFlight | None = None
         self._batch_deadline = 0.0
         self._poll_failures = 0
 
@@ -153,28 +130,34 @@ class NewsConsumer:
         consumer = self.connect()
         dead_letters = DeadLetterPublisher(self.settings)
         hooks_in_transaction = batch_hooks(self.settings, self.engine)
-        hooks_after_commit = after_commit_hooks(self.settings, self.engine)
+        hooks_after_commit = [*self.extra_after_commit, *after_commit_hooks(self.settings, self.engine)]
         sink = NewsSink(self.engine, hooks_in_transaction, hooks_after_commit)
         processor = BatchProcessor(self.settings, self.scorers, dead_letters, sink)
         stats = ConsumerStats(self.settings.stats_interval_s)
         log.info("consuming %s as group %s (batches of up to %d messages / %d ms)", self.settings.kafka_topic,
                  self.settings.kafka_group_id, self.settings.batch_max_messages, self.settings.batch_max_wait_ms)
         last_message = time.monotonic()
+        scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finpulse-score")
         try:
             while not self._stop.is_set() and not self._limit_reached():
                 if self._collect(consumer):
                     last_message = time.monotonic()
                 if self._batch_ready():
-                    stats.add(self._process(consumer, processor))
-                elif (not self._pending and self.idle_exit_s is not None
+                    self._advance(consumer, processor, scoring, stats)
+                elif self._in_flight is not None and self._in_flight.predictions.done():
+                    self._finish(consumer, processor, stats)
+                elif (not self._pending and self._in_flight is None and self.idle_exit_s is not None
                       and time.monotonic() - last_message >= self.idle_exit_s):
                     log.info("no message for %.1f s; stopping (--idle-exit-s)", self.idle_exit_s)
                     break
                 if stats.due():
                     stats.report(consumer_lag(consumer))
-            if self._pending:
-                stats.add(self._process(consumer, processor))  # finish the batch in hand before leaving
+            if self._pending:  # finish the batches in hand before leaving
+                self._advance(consumer, processor, scoring, stats)
+            if self._in_flight is not None:
+                self._finish(consumer, processor, stats)
         finally:
+            scoring.shutdown(wait=True, cancel_futures=True)
             consumer.close(autocommit=False)
             dead_letters.close()
             close_hooks([*hooks_in_transaction, *hooks_after_commit])
@@ -182,8 +165,12 @@ class NewsConsumer:
         log.info(self.summary.line())
         return self.summary
 
+    def _in_hand(self) -> int:
+        """Records taken from Kafka but not yet counted in the summary."""
+        return len(self._pending) + (len(self._in_flight.batch.records) if self._in_flight is not None else 0)
+
     def _limit_reached(self) -> bool:
-        return self.max_messages is not None and self.summary.messages + len(self._pending) >= self.max_messages
+        return self.max_messages is not None and self.summary.messages + self._in_hand() >= self.max_messages
 
     def _batch_ready(self) -> bool:
         if not self._pending:
@@ -195,13 +182,15 @@ class NewsConsumer:
         """One poll into the pending batch; returns whether records arrived."""
         room = self.settings.batch_max_messages - len(self._pending)
         if self.max_messages is not None:
-            room = min(room, self.max_messages - self.summary.messages - len(self._pending))
+            room = min(room, self.max_messages - self.summary.messages - self._in_hand())
         if self._pending:
             wait_ms = int(max(0.0, self._batch_deadline - time.monotonic()) * 1000)
         else:
             wait_ms = self.settings.batch_max_wait_ms
+        scoring = self._in_flight is not None and not self._in_flight.predictions.done()
         try:
-            polled = consumer.poll(timeout_ms=min(wait_ms, IDLE_POLL_MS), max_records=max(1, room))
+            polled = consumer.poll(timeout_ms=min(wait_ms, SCORING_POLL_MS if scoring else IDLE_POLL_MS),
+                                   max_records=max(1, room))
             self._poll_failures = 0
         except KafkaError as error:
             # A group-coordination error (a rebalance racing a restarted member, a busy coordinator) must not
@@ -222,9 +211,12 @@ class NewsConsumer:
 
     def _abandon_revoked(self, consumer: Any) -> None:
         revoked = self._tracker.take()
-        if not revoked or not self._pending:
+        if not revoked or not (self._pending or self._in_flight):
             return
         first_dropped: dict[TopicPartition, int] = {}
+        if self._in_flight is not None:  # its records precede the pending ones of the same partition
+            for (topic, partition), offset in self._in_flight.batch.drop(revoked).items():
+                first_dropped[TopicPartition(topic, partition)] = offset
         kept: list[KafkaRecord] = []
         for record in self._pending:
             tp = TopicPartition(record.topic, record.partition)
@@ -238,12 +230,27 @@ class NewsConsumer:
             if tp in assigned:  # came back to us with its position kept: rewind to what we dropped
                 consumer.seek(tp, offset)
         if first_dropped:
-            log.info("rebalance: abandoned uncommitted records of %s (they will be re-read)", _names(first_dropped))
+            log.info("rebalance: abandoned uncommitted records of %s (they will be re-read)", names(first_dropped))
 
-    def _process(self, consumer: Any, processor: BatchProcessor) -> BatchResult:
-        batch, self._pending = self._pending, []
-        result = processor.process(batch)
+    def _advance(self, consumer: Any, processor: BatchProcessor, scoring: ThreadPoolExecutor,
+                 stats: ConsumerStats) -> None:
+        """Validate the pending batch and queue it for scoring, then write the batch scored before it."""
+        records, self._pending = self._pending, []
+        batch = processor.prepare(records)
+        previous, self._in_flight = self._in_flight, InFlight(batch, scoring.submit(processor.score, batch))
+        if previous is not None:
+            self._write(consumer, processor, previous, stats)
+
+    def _finish(self, consumer: Any, processor: BatchProcessor, stats: ConsumerStats) -> None:
+        """Write the batch on the scoring thread (waiting for its predictions)."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is not None:
+            self._write(consumer, processor, flight, stats)
+
+    def _write(self, consumer: Any, processor: BatchProcessor, flight: InFlight, stats: ConsumerStats) -> None:
+        result = processor.write(flight.batch, flight.predictions.result())
         self._commit(consumer, result)
+        stats.add(result)
         self.summary.messages += result.records
         self.summary.dead_lettered += result.dead_lettered
         self.summary.inserted += result.inserted
@@ -254,7 +261,6 @@ class NewsConsumer:
             log.warning("a batch of %d took %.0f ms, over half of max_poll_interval_ms (%d); lower "
                         "FINPULSE_BATCH_MAX_MESSAGES or raise FINPULSE_KAFKA_MAX_POLL_INTERVAL_MS",
                         result.records, result.total_ms, limit_ms)
-        return result
 
     def _commit(self, consumer: Any, result: BatchResult) -> None:
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.next_offsets.items()}
@@ -264,7 +270,7 @@ class NewsConsumer:
             # The group moved on while we wrote; the rows are stored, so whoever reads these records again
             # finds their ids present and inserts nothing. Dead letters of this batch may be sent twice.
             log.warning("offset commit for %s failed after the batch was written (%s); the next owner re-reads "
-                        "it without duplicating rows", _names(offsets), type(error).__name__)
+                        "it without duplicating rows", names(offsets), type(error).__name__)
         except KafkaError as error:
-            log.error("offset commit for %s failed: %s", _names(offsets), error)
+            log.error("offset commit for %s failed: %s", names(offsets), error)
             raise

@@ -1,9 +1,10 @@
-"""The consumer's periodic log line: messages/s, batch size, scoring time and lag."""
+"""The consumer's periodic log line (messages/s, batch size, scoring time, lag) and its final summary."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -13,6 +14,20 @@ from monitor.batch import BatchResult
 log = logging.getLogger(__name__)
 
 LAG_TIMEOUT_MS = 2_000
+
+
+@dataclass
+class RunSummary:
+    messages: int = 0
+    dead_lettered: int = 0
+    inserted: int = 0
+    batches: int = 0
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+
+    def line(self) -> str:
+        parts = ", ".join(f"{t}[{p}]" for t, p in sorted(self.partitions)) or "none"
+        return (f"consumer stopped: {self.messages} messages in {self.batches} batches, {self.inserted} rows "
+                f"inserted, {self.dead_lettered} dead-lettered; partitions handled: {parts}")
 
 
 def consumer_lag(consumer: Any) -> int | None:

@@ -124,11 +124,12 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closing = False
 
     def wake(self) -> None:
         with self._lock:
             self._wake.set()
-            if self._thread is None and not self._stop.is_set():
+            if self._thread is None and not self._stop.is_set() and not self._closing:
                 self._thread = threading.Thread(target=self._run, name="finpulse-notifier", daemon=True)
                 self._thread.start()
 
@@ -137,13 +138,23 @@ class Notifier:
         if self.outstanding() > 0:
             self.wake()
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Give due deliveries (retries with short backoff included) up to ``timeout`` seconds, then stop.
+
+        Whatever is still pending stays in the outbox and the next process's :meth:`resume` delivers it.
+        """
+        with self._lock:
+            self._closing = True
+            self._wake.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
         with self._lock:
             self._stop.set()
             self._wake.set()
             thread = self._thread
         if thread is not None:
-            thread.join(timeout)
+            thread.join(2.0)
 
     @property
     def running(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -53,6 +54,30 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op CPU threads (process-wide) for scoring and return the number.
+
+    ``OMP_NUM_THREADS``, when set, is the operator's choice and is kept. Otherwise: the usable cores minus one, at
+    least one. The consumer scores a batch on one thread while its main thread writes the previous batch and polls
+    the next, and torch's OpenMP workers spin-wait at every operator, so a pool as large as the machine stalls
+    whenever any other thread or process takes a core. Measured with ``finpulse bench`` on a shared 2-core host:
+    one thread scored ~3x faster than two, and single-message scoring up to 15x.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = max(1, usable_cores() - 1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -157,8 +182,10 @@ class Scorer:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
+        # Lengths padded to a multiple of 8: as fast (measured), and far fewer distinct tensor shapes, so the
+        # oneDNN kernel cache and the allocator settle instead of growing with every new length.
         encoding: BatchEncoding = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            list(texts), padding=True, truncation=True, max_length=self.max_length, pad_to_multiple_of=8,
             return_tensors="pt", return_offsets_mapping=True,
         )
         return encoding

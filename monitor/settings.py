@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         "auto", description="auto = bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32."
     )
     batch_max_messages: int = Field(64, ge=1, le=10_000, description="A micro-batch closes at this many messages...")
-    batch_max_wait_ms: int = Field(500, ge=1, le=600_000, description="...or after this many milliseconds.")
+    batch_max_wait_ms: int = Field(250, ge=1, le=600_000, description="...or after this many milliseconds.")
     score_batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
     max_seq_length: int = Field(128, ge=8, le=512, description="Tokens per text given to the model.")
     body_max_chars: int = Field(2_000, ge=0, description="Body characters kept for the model (rest truncated).")
