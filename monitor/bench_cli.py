@@ -15,7 +15,7 @@ def bench(
     messages: Annotated[int | None, typer.Option(min=2, help="Messages the end-to-end phase drains (default 2000; "
                                                             "100,000 with --soak).")] = None,
     naive_messages: Annotated[int | None, typer.Option(min=2, help="Messages of each naive baseline run "
-                                                                   "(default: min(--messages, 200)).")] = None,
+                                                                   "(default: min(--messages, 150)).")] = None,
     naive: Annotated[bool, typer.Option(help="Run the naive baselines.")] = True,
     latency: Annotated[bool, typer.Option(help="Run the latency phase.")] = True,
     model_texts: Annotated[int, typer.Option(min=1, help="Texts per model-only measurement.")] = 512,

@@ -58,3 +58,16 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("FINPULSE_")}
+
+
+def test_scoring_threads_leave_a_core_free_unless_omp_num_threads_says_otherwise() -> None:
+    code = ("import torch; from monitor.scorer import configure_threads, usable_cores; "
+            "n = configure_threads(); print(n, torch.get_num_threads(), usable_cores())")
+    env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
+    chosen, actual, cores = map(int, subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True,
+                                                    capture_output=True, text=True).stdout.split())
+    assert chosen == actual == max(1, cores - 1)
+    # torch caps OMP_NUM_THREADS at the core count; all cores differs from the default wherever there are two
+    kept = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "OMP_NUM_THREADS": str(cores)},
+                          check=True, capture_output=True, text=True).stdout.split()
+    assert kept[:2] == [str(cores), str(cores)]
