@@ -1,9 +1,10 @@
 """Worker process of ``finpulse bench``: runs the real consumer (:class:`monitor.consumer.NewsConsumer`) with probes.
 
-``python -m monitor.bench_consumer JOB.json`` reads ``{"settings": {...}, "max_messages": N, "out": PATH}``, consumes
-until N messages were handled, and writes to ``out``: each inserted row's commit time, per-batch commit times,
-RSS samples (for the soak report) and the peak RSS of this process. The consumer runs in its own process so its
-memory is measured alone and the benchmark's producer does not share its interpreter (GIL).
+``python -m monitor.bench_consumer JOB.json`` reads ``{"settings": {...}, "max_messages": N, "out": PATH,
+"per_row": bool}``, consumes until N messages were handled, and writes to ``out``: per-batch commit times (and each
+inserted row's commit time with ``per_row``), RSS samples (for the soak report), CPU seconds per thread and the
+peak RSS of this process. The consumer runs in its own process so its memory is measured alone and the
+benchmark's producer does not share its interpreter (GIL).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from monitor.consumer import NewsConsumer
 
     settings = load_settings(**job["settings"])
-    recorder = CommitRecorder()
+    recorder = CommitRecorder(per_row=bool(job.get("per_row", False)))
     started = time.monotonic()
     consumer = NewsConsumer(settings, max_messages=int(job["max_messages"]), idle_exit_s=job.get("idle_exit_s"),
                             after_commit=[recorder])

@@ -162,7 +162,7 @@ def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: fl
     settings = stage.prepare(phase)
     publish_all(stage.bootstrap, settings["kafka_topic"], warmup)
     process = start_worker(stage, "monitor.bench_consumer", phase,
-                           {"settings": settings, "max_messages": len(warmup) + len(messages)})
+                           {"settings": settings, "max_messages": len(warmup) + len(messages), "per_row": True})
     deadline = time.monotonic() + 600
     warm_ids = [news.id for news in warmup]
     while _stored(stage.urls[phase], warm_ids) < len(warmup):  # model loaded, group joined, first batches done

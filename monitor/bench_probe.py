@@ -70,7 +70,8 @@ class CommitRecorder:
 
     __name__ = "bench_commit_recorder"
 
-    def __init__(self) -> None:
+    def __init__(self, per_row: bool = True) -> None:
+        self.per_row = per_row  # False in long runs: the list of every row would itself grow the memory measured
         self.commits: list[tuple[str, float]] = []
         self.batches: list[tuple[float, int]] = []  # (commit time, rows) per batch
         self._lock = threading.Lock()
@@ -78,7 +79,8 @@ class CommitRecorder:
     def __call__(self, rows: Sequence[News]) -> None:
         now = time.time()
         with self._lock:
-            self.commits.extend((row.id, now) for row in rows)
+            if self.per_row:
+                self.commits.extend((row.id, now) for row in rows)
             self.batches.append((now, len(rows)))
 
     @property

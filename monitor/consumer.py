@@ -44,6 +44,7 @@ from monitor.consumer_stats import ConsumerStats, RunSummary, consumer_lag
 from monitor.dead_letter import DeadLetterPublisher
 from monitor.errors import ConfigError
 from monitor.hooks import AfterCommitHook, after_commit_hooks, batch_hooks, close_hooks
+from monitor.memory import HeapTrimmer
 from monitor.model_source import ModelSource, ScorerSource
 from monitor.rebalance import RevocationTracker, names
 from monitor.records import KafkaRecord
@@ -94,6 +95,7 @@ class NewsConsumer:
         self._in_flight: InFlight | None = None
         self._batch_deadline = 0.0
         self._poll_failures = 0
+        self._heap = HeapTrimmer()
 
     def close(self) -> None:
         if self._owns_engine:
@@ -250,6 +252,7 @@ class NewsConsumer:
     def _write(self, consumer: Any, processor: BatchProcessor, flight: InFlight, stats: ConsumerStats) -> None:
         result = processor.write(flight.batch, flight.predictions.result())
         self._commit(consumer, result)
+        self._heap.maybe_trim()  # on this thread, while the model scores the next batch
         stats.add(result)
         self.summary.messages += result.records
         self.summary.dead_lettered += result.dead_lettered
