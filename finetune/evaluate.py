@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from finetune.examples import Example
 from finetune.features import decode_bio, token_range
+from finetune.markup import drop_markup_entities
 from finetune.metrics import classification, expected_calibration_error, ner_scores, word_tags
 from finetune.model import MultitaskModel
 from schemas.prediction import SENTIMENT_LABELS
@@ -82,7 +83,8 @@ def _batch(chunk: list[Example], model: MultitaskModel, tokenizer: PreTrainedTok
         if example.ner:
             gold = [(s.start, s.end, s.type) for s in example.spans if s.type is not None]
             seen.ner_gold.append(word_tags(example.text, gold))
-            seen.ner_pred.append(word_tags(example.text, decode_bio(ner_ids[row], offsets[row], example.text)))
+            seen.ner_pred.append(word_tags(example.text, drop_markup_entities(
+                example.text, decode_bio(ner_ids[row], offsets[row], example.text))))
     for gold_label, probs in zip(span_gold, entity_probs, strict=True):
         confidence, best = probs.max(0)
         seen.entity.append((gold_label, SENTIMENT_LABELS[int(best)], float(confidence)))

@@ -17,6 +17,7 @@ import torch
 from transformers import BatchEncoding
 
 from finetune.features import decode_bio, token_range
+from finetune.markup import drop_markup_entities
 from finetune.model import MultitaskModel
 from monitor.errors import ModelLoadError
 from monitor.scorer import CASHTAG_RE, check_model_dir, read_manifest
@@ -76,7 +77,7 @@ class MultitaskBackend:
         for row, text in enumerate(texts):
             tickers = _cashtags(text)
             spans = [(s, e, "TICKER", symbol) for s, e, symbol in tickers]
-            for start, end, kind in decode_bio(ner_ids[row], offsets[row], text):
+            for start, end, kind in drop_markup_entities(text, decode_bio(ner_ids[row], offsets[row], text)):
                 if not any(s < end and start < e for s, e, _ in tickers):
                     spans.append((start, end, kind, text[start:end]))
             spans.sort()
