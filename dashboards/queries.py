@@ -18,6 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from monitor.signal_math import MIN_BASELINE_BUCKETS, SIGMA_FLOOR
 from schemas.alerts import Alert, AlertState
+from schemas.consumers import ConsumerHeartbeat
 from schemas.news import News
 from schemas.registry import ModelVersion
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
@@ -43,6 +44,9 @@ class Tiles:
     pending: int
     serving_version: str | None  # the model version that scored the newest story
     champion_version: str | None  # the registry's champion (the consumer switches to it within a poll interval)
+    consumers: int = 0  # consumer processes that reported within the staleness window
+    lag: int | None = None  # their summed lag; None when none reported one
+    lag_reported_at: datetime | None = None  # the oldest of their reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,8 @@ class Headline:
     entities: list[dict[str, Any]]
 
 
-def tiles(engine: Engine) -> Tiles:
+def tiles(engine: Engine, stale_after_s: float = 60.0) -> Tiles:
+    """``stale_after_s``: a consumer whose last report is older is taken for gone (crashed or stopped)."""
     now = utcnow()
     with Session(engine) as session:
         recent = session.exec(
@@ -75,12 +80,17 @@ def tiles(engine: Engine) -> Tiles:
         champion = session.exec(
             select(ModelVersion.version).where(ModelVersion.status == "champion").limit(1)
         ).first()
+        alive = session.exec(select(ConsumerHeartbeat).where(
+            col(ConsumerHeartbeat.updated_at) >= now - timedelta(seconds=stale_after_s))).all()
+    lags = [row.lag for row in alive if row.lag is not None]
     return Tiles(
         last_5min=int(recent), per_minute=int(recent) / 5.0,
         newest_scored_at=_aware(newest),
         firing=int(firing), pending=int(pending),
         serving_version=serving,
         champion_version=champion,
+        consumers=len(alive), lag=sum(lags) if lags else None,
+        lag_reported_at=min((row.updated_at for row in alive), default=None),
     )
 
 
@@ -133,8 +143,12 @@ def heatmap(engine: Engine, hours: float, bucket_s: int, top: int) -> pd.DataFra
     return signals(engine, tuple(busiest), hours, bucket_s)
 
 
-def top_movers(engine: Engine, bucket_s: int, lookback_buckets: int, limit: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each entity's newest bucket of the last ``lookback_buckets``: (by |z-score|, by volume ratio)."""
+def top_movers(engine: Engine, bucket_s: int, lookback_buckets: int, limit: int,
+               min_stories: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each entity's newest bucket of the last ``lookback_buckets``: (by |z-score|, by volume ratio).
+
+    Entities whose newest bucket has fewer than ``min_stories`` stories are left out: one story's sentiment
+    against a baseline gives huge z-scores that mean nothing."""
     since = utcnow() - timedelta(seconds=bucket_s * lookback_buckets)
     with Session(engine) as session:
         rows = session.exec(
@@ -144,6 +158,7 @@ def top_movers(engine: Engine, bucket_s: int, lookback_buckets: int, limit: int)
         ).all()
     frame = _signals_frame(list(rows))
     latest = frame.sort_values("bucket_start").groupby("entity", as_index=False).tail(1)
+    latest = latest[latest["count"] >= min_stories]
     by_z = latest.dropna(subset=["zscore"])
     by_z = by_z.reindex(by_z["zscore"].abs().sort_values(ascending=False).index).head(limit)
     by_volume = latest.dropna(subset=["volume_ratio"]).sort_values("volume_ratio", ascending=False).head(limit)

@@ -43,6 +43,7 @@ from monitor.batch import BatchProcessor, BatchResult, PreparedBatch
 from monitor.consumer_stats import ConsumerStats, RunSummary, consumer_lag
 from monitor.dead_letter import DeadLetterPublisher
 from monitor.errors import ConfigError
+from monitor.heartbeat import Heartbeat
 from monitor.hooks import AfterCommitHook, after_commit_hooks, batch_hooks, close_hooks
 from monitor.memory import HeapTrimmer
 from monitor.model_source import ModelSource, ScorerSource
@@ -136,6 +137,7 @@ class NewsConsumer:
         sink = NewsSink(self.engine, hooks_in_transaction, hooks_after_commit)
         processor = BatchProcessor(self.settings, self.scorers, dead_letters, sink)
         stats = ConsumerStats(self.settings.stats_interval_s)
+        heartbeat = Heartbeat(self.engine, self.settings.kafka_group_id, self.settings.kafka_topic)
         log.info("consuming %s as group %s (batches of up to %d messages / %d ms)", self.settings.kafka_topic,
                  self.settings.kafka_group_id, self.settings.batch_max_messages, self.settings.batch_max_wait_ms)
         last_message = time.monotonic()
@@ -153,7 +155,7 @@ class NewsConsumer:
                     log.info("no message for %.1f s; stopping (--idle-exit-s)", self.idle_exit_s)
                     break
                 if stats.due():
-                    stats.report(consumer_lag(consumer))
+                    self._report(consumer, stats, heartbeat)
             if self._pending:  # finish the batches in hand before leaving
                 self._advance(consumer, processor, scoring, stats)
             if self._in_flight is not None:
@@ -161,11 +163,18 @@ class NewsConsumer:
         finally:
             scoring.shutdown(wait=True, cancel_futures=True)
             consumer.close(autocommit=False)
+            heartbeat.leave()
             dead_letters.close()
             close_hooks([*hooks_in_transaction, *hooks_after_commit])
             self.close()
         log.info(self.summary.line())
         return self.summary
+
+    def _report(self, consumer: Any, stats: ConsumerStats, heartbeat: Heartbeat) -> None:
+        lag = consumer_lag(consumer)
+        rate = stats.report(lag)
+        heartbeat.beat(lag=lag, messages_per_s=rate, partitions=[tp.partition for tp in consumer.assignment()],
+                       model_version=stats.model_version)
 
     def _in_hand(self) -> int:
         """Records taken from Kafka but not yet counted in the summary."""

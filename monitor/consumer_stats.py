@@ -59,6 +59,7 @@ class ConsumerStats:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
+        self.model_version: str | None = None  # of the newest batch written
         self._reset(time.monotonic())
 
     def _reset(self, now: float) -> None:
@@ -71,15 +72,19 @@ class ConsumerStats:
         self.messages += result.records
         self.batches += 1
         self.score_ms += result.score_ms
+        self.model_version = result.model_version or self.model_version
 
     def due(self) -> bool:
         return time.monotonic() - self._since >= self.interval_s
 
-    def report(self, lag: int | None) -> None:
+    def report(self, lag: int | None) -> float:
+        """Logs the stats line and starts a new interval; returns the interval's messages per second."""
         now = time.monotonic()
         elapsed = max(now - self._since, 1e-9)
         batches = max(self.batches, 1)
         log.info("stats: %.1f msg/s, %d batches, batch size %.1f, scoring %.1f ms/batch, lag %s",
                  self.messages / elapsed, self.batches, self.messages / batches, self.score_ms / batches,
                  "unknown" if lag is None else lag)
+        rate = self.messages / elapsed
         self._reset(now)
+        return rate

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         100_000, ge=256, description="Larger messages go to the dead-letter topic as oversized."
     )
-    stats_interval_s: float = Field(10.0, gt=0, description="Seconds between throughput/lag log lines.")
+    stats_interval_s: float = Field(10.0, gt=0, description=(
+        "Seconds between throughput/lag log lines (and consumer heartbeats for the dashboard's lag tile)."))
     model_poll_interval_s: float = Field(30.0, gt=0, description="Seconds between checks for a new champion.")
 
     # --- Signals and alerts ------------------------------------------------------------------------------
@@ -101,6 +102,8 @@ class Settings(BaseSettings):
     )
     dashboard_auth_disabled: bool = Field(False, description="Skip the password (local use only).")
     dashboard_refresh_s: float = Field(5.0, gt=0, description="Seconds between live refreshes.")
+    movers_min_stories: int = Field(3, ge=1, description=(
+        "Stories an entity needs in its newest bucket to be listed as a top mover (one story is noise)."))
 
     # --- Retraining --------------------------------------------------------------------------------------
     retrain_cron: str = Field("0 2 * * *", description="Cron expression of the retraining job (UTC).")

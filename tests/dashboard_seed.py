@@ -15,6 +15,7 @@ from monitor.db import make_engine, session_scope
 from monitor.settings import Settings
 from monitor.signals import record_batch
 from schemas.alerts import Alert, AlertRule, AlertState
+from schemas.consumers import ConsumerHeartbeat
 from schemas.news import News
 from schemas.prediction import SENTIMENT_LABELS
 from schemas.registry import LabelledNews, ModelVersion
@@ -158,6 +159,16 @@ def seed(url: str, settings: Settings) -> Seeded:
                        alert_id=firing.id, last_value=-0.9),
             AlertState(rule_id=spike.id, entity="TICKER:MSFT", state="pending", since=now - timedelta(minutes=3),
                        last_value=3.4, last_evaluated_at=now - timedelta(seconds=20)),
+        ])
+        # Two live consumers (lag 42 + 8) and one that crashed a day ago, whose row the lag tile must ignore.
+        session.add_all([
+            ConsumerHeartbeat(member="worker-a:11", group_id="finpulse-monitor", topic="finpulse.news",
+                              partitions=[0, 1], lag=42, messages_per_s=30.0, model_version="v2", updated_at=now),
+            ConsumerHeartbeat(member="worker-b:12", group_id="finpulse-monitor", topic="finpulse.news",
+                              partitions=[2, 3], lag=8, messages_per_s=28.0, model_version="v2",
+                              updated_at=now - timedelta(seconds=5)),
+            ConsumerHeartbeat(member="worker-c:13", group_id="finpulse-monitor", topic="finpulse.news",
+                              partitions=[], lag=1000, model_version="v1", updated_at=now - timedelta(days=1)),
         ])
     engine.dispose()
     return Seeded(now=now, news_ids=[row.id for row in rows], recent_scored=RECENT_SCORED, firing=1, pending=1,

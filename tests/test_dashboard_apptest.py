@@ -50,6 +50,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     def apply(url: str, *, auth: str = "disabled") -> None:
         monkeypatch.setenv("FINPULSE_DATABASE_URL", url)
+        # Consumers count as alive for 3 stats intervals: 30 min here, so the seeded heartbeats stay fresh.
+        monkeypatch.setenv("FINPULSE_STATS_INTERVAL_S", "600")
+        monkeypatch.setenv("FINPULSE_MOVERS_MIN_STORIES", "1")  # the seed has 1-2 stories per entity and bucket
         monkeypatch.delenv("FINPULSE_DASHBOARD_PASSWORD_HASH", raising=False)
         monkeypatch.delenv("FINPULSE_DASHBOARD_AUTH_DISABLED", raising=False)
         if auth == "disabled":
@@ -98,7 +101,7 @@ def test_login_refuses_a_wrong_password_and_admits_the_right_one(env: Any, share
     assert not at.metric
     login(at, PASSWORD)
     assert not at.error
-    assert metrics(at)["Stories in last 5 min"][0] == str(shared[1].recent_scored)
+    assert metrics(at)["Active alerts"][0] == str(shared[1].firing)
 
 
 def test_without_a_password_hash_the_page_says_how_to_set_one(env: Any, shared: tuple[str, Seeded]) -> None:
@@ -113,8 +116,8 @@ def test_overview_tiles_charts_and_movers_show_the_seeded_data(env: Any, shared:
     env(shared[0])
     at = run_app()
     tiles = metrics(at)
-    assert tiles["Stories in last 5 min"][0] == "7"
-    assert tiles["Stories / min (5-min avg)"][0] == "1.4"
+    assert tiles["Stories / min (5-min avg)"][0] == "1.4"  # 7 stories in the last 5 minutes
+    assert tiles["Consumer lag"] == ("50", "2 consumers reporting")  # the stale third consumer is left out
     assert tiles["Active alerts"] == ("1", "1 pending")
     assert tiles["Model serving"][0] == "v2"
     assert tiles["Last story scored"][0].endswith("ago")
@@ -252,14 +255,23 @@ def test_queries_on_sqlite_and_postgresql(db_url: str) -> None:
     seeded = seed(db_url, settings)
     engine = db.make_engine(db_url)
     try:
-        tiles = queries.tiles(engine)
+        tiles = queries.tiles(engine, stale_after_s=600)
         assert (tiles.last_5min, tiles.firing, tiles.pending) == (seeded.recent_scored, 1, 1)
+        assert (tiles.consumers, tiles.lag) == (2, 50)
+        wide = queries.tiles(engine, stale_after_s=3 * 86_400)  # a window that still counts the crashed one
+        assert (wide.consumers, wide.lag) == (3, 1050)
         assert (tiles.serving_version, tiles.champion_version) == ("v2", "v2")
         trend = queries.market_trend(engine, 7, settings.signal_bucket_s)  # the seed spans 6 h
         assert trend["count"].sum() == len(seeded.news_ids)
         heat = queries.heatmap(engine, 6, settings.signal_bucket_s, 3)
         assert heat["entity"].nunique() == 3
         by_z, by_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5)
+        every_z, every_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 1000)
+        busiest = int(max(every_z["count"].max(), every_volume["count"].max()))
+        few, few_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest)
+        assert not few.empty and (few["count"] >= busiest).all() and (few_volume["count"] >= busiest).all()
+        none, none_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest + 1)
+        assert none.empty and none_volume.empty
         assert "tsla" in by_z.iloc[0]["entity"].lower() and not by_volume.empty
         assert queries.search_entities(engine, "tsl", 7, 10) == ["TICKER:TSLA"]
         assert queries.search_entities(engine, "%", 7, 10) == []  # LIKE wildcards are escaped

@@ -16,14 +16,20 @@ log = logging.getLogger(__name__)
 WINDOWS = {"1 h": 1.0, "6 h": 6.0, "24 h": 24.0, "7 d": 168.0}
 HEATMAP_ENTITIES = 15
 MOVERS = 10
+STALE_AFTER_S = 60.0  # a consumer silent for longer (and 3 stats intervals) is not counted in the lag tile
 
 
 def tiles() -> None:
-    data = load(queries.tiles)
+    current = settings()
+    data = load(queries.tiles, max(STALE_AFTER_S, 3 * current.stats_interval_s))
     cols = st.columns(5)
-    cols[0].metric("Stories / min (5-min avg)", f"{data.per_minute:.1f}", border=True)
-    cols[1].metric("Stories in last 5 min", data.last_5min, border=True,
-                   help="Consumer lag is logged by `finpulse consume` (stats line); this is what reached the DB.")
+    cols[0].metric("Stories / min (5-min avg)", f"{data.per_minute:.1f}", border=True,
+                   help=f"{data.last_5min} stories scored in the last 5 minutes.")
+    plural = "" if data.consumers == 1 else "s"
+    cols[1].metric("Consumer lag", "-" if data.lag is None else f"{data.lag:,}", border=True,
+                   delta=f"{data.consumers} consumer{plural} reporting", delta_color="off", delta_arrow="off",
+                   help="Messages on the topic not yet consumed, summed over the running consumers "
+                        f"(each reports every {current.stats_interval_s:g} s; as of {utc(data.lag_reported_at)}).")
     cols[2].metric("Last story scored", ago(data.newest_scored_at), border=True, help=utc(data.newest_scored_at))
     cols[3].metric("Active alerts", data.firing, border=True, delta=f"{data.pending} pending", delta_color="off",
                    delta_arrow="off")
@@ -65,13 +71,16 @@ def _movers_table(frame: pd.DataFrame) -> None:
 
 
 def movers(bucket_s: int) -> None:
-    by_z, by_volume = load(queries.top_movers, bucket_s, 12, MOVERS)
+    min_stories = settings().movers_min_stories
+    by_z, by_volume = load(queries.top_movers, bucket_s, 12, MOVERS, min_stories)
     left, right = st.columns(2)
     with left:
         st.subheader("Top movers by z-score")
-        st.caption("Each entity's newest bucket in the last hour vs its trailing baseline.")
+        st.caption(f"Each entity's newest bucket in the last hour (with at least {min_stories} stories) vs its "
+                   "trailing baseline.")
         if by_z.empty:
-            st.info("No z-scores yet (an entity needs a few baseline buckets).")
+            st.info(f"No z-scores yet (an entity needs a few baseline buckets and {min_stories}+ stories in its "
+                    "newest one; FINPULSE_MOVERS_MIN_STORIES).")
         else:
             _movers_table(by_z)
     with right:

@@ -1,0 +1,56 @@
+"""Publishes a consumer's lag and throughput to the ``consumer_heartbeat`` table (the dashboard's lag tile).
+
+Writing is best effort: the table is a status display, so a failed write is logged and the consumer goes on;
+it never holds up scoring or offset commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, delete
+
+from schemas.consumers import ConsumerHeartbeat
+from schemas.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def member_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Heartbeat:
+    """One consumer process's row: :meth:`beat` replaces it, :meth:`leave` deletes it."""
+
+    def __init__(self, engine: Engine, group_id: str, topic: str, member: str | None = None) -> None:
+        self.engine = engine
+        self.group_id = group_id
+        self.topic = topic
+        self.member = member or member_name()
+        self.started_at = utcnow()
+
+    def beat(self, *, lag: int | None, messages_per_s: float, partitions: list[int],
+             model_version: str | None) -> None:
+        row = ConsumerHeartbeat(member=self.member, group_id=self.group_id, topic=self.topic,
+                                partitions=sorted(partitions), lag=lag, messages_per_s=round(messages_per_s, 3),
+                                model_version=model_version, started_at=self.started_at, updated_at=utcnow())
+        try:
+            with Session(self.engine) as session:
+                session.merge(row)  # one row per member: insert the first time, update after
+                session.commit()
+        except SQLAlchemyError as error:
+            log.warning("could not record this consumer's heartbeat (the dashboard's lag tile goes stale): %s",
+                        str(error).splitlines()[0])
+
+    def leave(self) -> None:
+        try:
+            with Session(self.engine) as session:
+                session.exec(delete(ConsumerHeartbeat).where(col(ConsumerHeartbeat.member) == self.member))
+                session.commit()
+        except SQLAlchemyError as error:
+            log.warning("could not remove this consumer's heartbeat: %s", str(error).splitlines()[0])
