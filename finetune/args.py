@@ -94,6 +94,9 @@ class TrainArgs(DataArgs):
         default="mean", metadata=_help(
             "Validation score for early stopping and the best checkpoint: one task's macro-F1 (entity F1 for NER) "
             "or the mean over the tasks the validation data labels."))
+    calibrate: bool = field(default=True, metadata=_help(
+        "After training, fit per-class logit offsets of the two sentiment heads on the validation data to maximise "
+        "macro-F1 (class-prior correction, folded into the heads' biases); kept only if it helps."))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's choice)."))
     database_url: str | None = field(default=None, metadata=_help(
         "Registry database (default FINPULSE_DATABASE_URL); 'none' skips registration."))

@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 SELECTION_METRICS = ("mean", "sentiment_macro_f1", "ner_f1", "entity_macro_f1")
 
 
-class _Collected:
+class Collected:
+    """What one pass over labelled examples saw; ``*_probs`` keep the probabilities for calibration."""
+
     def __init__(self) -> None:
         self.doc: list[tuple[str, str, float]] = []  # gold, predicted, confidence
+        self.doc_probs: list[list[float]] = []
+        self.entity_probs: list[list[float]] = []
         self.ner_gold: list[list[str]] = []
         self.ner_pred: list[list[str]] = []
         self.entity: list[tuple[str, str, float]] = []
@@ -40,21 +44,26 @@ class _Collected:
 def evaluate(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
              max_length: int = 128, batch_size: int = 64, dtype: torch.dtype | None = None) -> dict[str, Any]:
     """Metrics for every task that ``examples`` label; tasks without labels are left out of the result."""
+    return report(collect(model, tokenizer, examples, max_length=max_length, batch_size=batch_size, dtype=dtype))
+
+
+def collect(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
+            max_length: int = 128, batch_size: int = 64, dtype: torch.dtype | None = None) -> Collected:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    seen = _Collected()
+    seen = Collected()
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].text))
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     with torch.inference_mode(), autocast:
         for start in range(0, len(order), batch_size):
             _batch([examples[i] for i in order[start:start + batch_size]], model, tokenizer, max_length, seen)
     model.train(was_training)
-    return _report(seen)
+    return seen
 
 
 def _batch(chunk: list[Example], model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, max_length: int,
-           seen: _Collected) -> None:
+           seen: Collected) -> None:
     device = next(model.parameters()).device
     encoding = tokenizer([e.text for e in chunk], padding=True, truncation=True, max_length=max_length,
                          return_offsets_mapping=True, return_tensors="pt")
@@ -80,6 +89,7 @@ def _batch(chunk: list[Example], model: MultitaskModel, tokenizer: PreTrainedTok
         if example.sentiment is not None:
             confidence, best = doc_probs[row].max(0)
             seen.doc.append((example.sentiment, SENTIMENT_LABELS[int(best)], float(confidence)))
+            seen.doc_probs.append(doc_probs[row].tolist())
         if example.ner:
             gold = [(s.start, s.end, s.type) for s in example.spans if s.type is not None]
             seen.ner_gold.append(word_tags(example.text, gold))
@@ -88,6 +98,7 @@ def _batch(chunk: list[Example], model: MultitaskModel, tokenizer: PreTrainedTok
     for gold_label, probs in zip(span_gold, entity_probs, strict=True):
         confidence, best = probs.max(0)
         seen.entity.append((gold_label, SENTIMENT_LABELS[int(best)], float(confidence)))
+        seen.entity_probs.append(probs.tolist())
 
 
 def _with_ece(rows: list[tuple[str, str, float]]) -> dict[str, Any]:
@@ -96,7 +107,7 @@ def _with_ece(rows: list[tuple[str, str, float]]) -> dict[str, Any]:
     return report
 
 
-def _report(seen: _Collected) -> dict[str, Any]:
+def report(seen: Collected) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if seen.doc:
         out["sentiment"] = _with_ece(seen.doc)

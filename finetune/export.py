@@ -84,6 +84,20 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _calibration_note(calibration: dict[str, Any] | None) -> str:
+    if not calibration:
+        return "No class-prior calibration."
+    parts = []
+    for head, done in calibration.items():
+        if done.get("applied"):
+            parts.append(f"{head}: logit offsets {[round(b, 2) for b in done['bias']]} (validation macro-F1 "
+                         f"{_fmt(done['macro_f1_before'])} -> {_fmt(done['macro_f1_after'])})")
+        else:
+            parts.append(f"{head}: none (no gain on validation)")
+    return ("Class-prior calibration, fitted on the validation data and folded into the heads' biases (so the "
+            "validation numbers above are optimistic): " + "; ".join(parts) + ".")
+
+
 def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
                data_summary: dict[str, Any]) -> str:
     validation = metrics.get("validation", {})
@@ -126,6 +140,7 @@ Tasks a source does not label are masked out of the loss.
 
 Steps: {metrics.get('steps')}, epochs: {_fmt(metrics.get('epochs'))}, precision: {metrics.get('precision')},
 device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds'))} s.
+{_calibration_note(metrics.get('calibration'))}
 
 ## Use
 `finpulse consume` with `FINPULSE_MODEL_DIR` set to this directory, or

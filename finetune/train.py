@@ -98,6 +98,22 @@ def _optimizer(model: MultitaskModel, args: TrainArgs) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=args.learning_rate)
 
 
+def _calibrate(model: MultitaskModel, tokenizer: Any, valid: list[Example], args: TrainArgs,
+               dtype: torch.dtype | None, best: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fold class-prior offsets into the sentiment heads; the best checkpoint's metrics are re-measured with them
+    (fitted on the same validation data, so optimistic: the held-out test sets are what to report)."""
+    from finetune.calibrate import calibrate
+    from finetune.evaluate import collect, report
+
+    seen = collect(model, tokenizer, valid, max_length=args.max_length, batch_size=args.eval_batch_size, dtype=dtype)
+    done = calibrate(model, seen)
+    if any(head["applied"] for head in done.values()):
+        after = evaluate(model, tokenizer, valid, max_length=args.max_length, batch_size=args.eval_batch_size,
+                         dtype=dtype)
+        best = {**best, "metrics": after, "metrics_before_calibration": report(seen)}
+    return done, best
+
+
 def train(args: TrainArgs) -> TrainResult:
     from monitor.settings import get_settings
 
@@ -189,13 +205,16 @@ def train(args: TrainArgs) -> TrainResult:
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    calibration = None
+    if args.calibrate and valid_examples:
+        calibration, best = _calibrate(model, tokenizer, valid_examples, args, dtype, best)
     epochs_done = step / steps_per_epoch
     metrics = {
         "validation": best.get("metrics", {}), "selection_metric": args.selection_metric,
         "best_score": best_score if best else None, "best_step": best.get("step"), "steps": step,
         "epochs": epochs_done, "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / epochs_done,
         "precision": str(dtype or "fp32"), "device": str(device), "history": history,
-        "stopped_early": step < total_steps,
+        "stopped_early": step < total_steps, "calibration": calibration,
     }
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
                 "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,
