@@ -105,8 +105,8 @@ def test_login_and_overview_charts_render_in_chromium(dashboard: str) -> None:
             assert charts.count() >= 2
             box = charts.first.bounding_box()
             assert box is not None and box["width"] > 300 and box["height"] > 150
-            tile = page.locator("[data-testid='stMetric']", has_text="Stories in last 5 min")
-            assert tile.locator("[data-testid='stMetricValue']").inner_text().strip() == "7"
+            tile = page.locator("[data-testid='stMetric']", has_text="Stories / min")
+            assert tile.locator("[data-testid='stMetricValue']").inner_text().strip() == "1.4"  # 7 in 5 min
             page.wait_for_timeout(1000)  # let the charts finish their first paint before the screenshot
             page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
         finally:
