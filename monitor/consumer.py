@@ -144,7 +144,9 @@ class NewsConsumer:
         scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finpulse-score")
         try:
             while not self._stop.is_set() and not self._limit_reached():
-                if self._collect(consumer):
+                # The idle clock runs only while partitions are assigned: a group join (slow after a crashed
+                # member, whose session must time out first) is not idleness.
+                if self._collect(consumer) or not consumer.assignment():
                     last_message = time.monotonic()
                 if self._batch_ready():
                     self._advance(consumer, processor, scoring, stats)

@@ -19,7 +19,8 @@ def consume(
     max_messages: Annotated[int | None, typer.Option(min=1, help="Stop after this many messages (benchmarks, "
                                                                  "tests). Default: run until stopped.")] = None,
     idle_exit_s: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds without a "
-                                                                    "message. Default: never.")] = None,
+                                                                    "message while partitions are assigned. "
+                                                                    "Default: never.")] = None,
 ) -> None:
     """Score the news topic into the database. SIGTERM/Ctrl-C finish the current batch, commit and exit 0."""
     from monitor.consumer import NewsConsumer

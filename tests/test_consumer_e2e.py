@@ -101,3 +101,14 @@ def test_serves_the_registry_champion_when_no_model_dir_is_set(
     consumer = NewsConsumer(settings, engine=engine)
     assert consumer.scorers.current().model_dir == tiny_model_dir
     engine.dispose()
+
+
+def test_idle_exit_waits_for_the_group_join(broker: EmbeddedBroker, topics: tuple[str, str], sqlite_url: str,
+                                            tiny_model_dir: Path) -> None:
+    """A join takes about half the session timeout (1 s here): an idle limit shorter than that must not stop a
+    consumer that has not been given its partitions yet (it used to exit with nothing consumed)."""
+    db.upgrade(sqlite_url)
+    publish(broker.bootstrap, topics[0], [(b"k", encode(news(i))) for i in range(30)])
+    settings = consumer_settings(broker.bootstrap, topics, sqlite_url, tiny_model_dir)
+    summary = NewsConsumer(settings, idle_exit_s=0.3).run()
+    assert summary.messages == 30 and summary.inserted == 30
