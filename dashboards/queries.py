@@ -62,8 +62,10 @@ class Headline:
     entities: list[dict[str, Any]]
 
 
-def tiles(engine: Engine, stale_after_s: float = 60.0) -> Tiles:
-    """``stale_after_s``: a consumer whose last report is older is taken for gone (crashed or stopped)."""
+def tiles(engine: Engine, stale_after_s: float = 60.0, group_id: str | None = None,
+          topic: str | None = None) -> Tiles:
+    """``stale_after_s``: a consumer whose last report is older is taken for gone (crashed or stopped).
+    ``group_id``/``topic``: count only the monitor's own consumers (a replay into another group is not its lag)."""
     now = utcnow()
     with Session(engine) as session:
         recent = session.exec(
@@ -80,8 +82,13 @@ def tiles(engine: Engine, stale_after_s: float = 60.0) -> Tiles:
         champion = session.exec(
             select(ModelVersion.version).where(ModelVersion.status == "champion").limit(1)
         ).first()
-        alive = session.exec(select(ConsumerHeartbeat).where(
-            col(ConsumerHeartbeat.updated_at) >= now - timedelta(seconds=stale_after_s))).all()
+        live = select(ConsumerHeartbeat).where(
+            col(ConsumerHeartbeat.updated_at) >= now - timedelta(seconds=stale_after_s))
+        if group_id is not None:
+            live = live.where(ConsumerHeartbeat.group_id == group_id)
+        if topic is not None:
+            live = live.where(ConsumerHeartbeat.topic == topic)
+        alive = session.exec(live).all()
     lags = [row.lag for row in alive if row.lag is not None]
     return Tiles(
         last_5min=int(recent), per_minute=int(recent) / 5.0,

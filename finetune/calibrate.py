@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 4)  # natural-log units: exp(1.5) = 4.5x the odds
 MIN_GAIN = 0.002
 MIN_EXAMPLES = 50  # fewer labelled validation items than this: too noisy to fit offsets on
+MIN_PER_CLASS = 10  # a class (almost) absent from validation has F1 0 whatever the offsets: the search would
+# learn to suppress it, and the served model would stop predicting it
 NEUTRAL = SENTIMENT_LABELS.index("neutral")
 
 
@@ -56,7 +58,7 @@ def fit_offsets(probs: Sequence[Sequence[float]], gold: Sequence[str]) -> Offset
     logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
     before = macro_f1(labels, logp.argmax(1)) if len(labels) else 0.0
     none = Offsets([0.0, 0.0, 0.0], before, before, len(labels), applied=False)
-    if len(labels) < MIN_EXAMPLES:
+    if len(labels) < MIN_EXAMPLES or np.bincount(labels, minlength=len(SENTIMENT_LABELS)).min() < MIN_PER_CLASS:
         return none
     others = [i for i in range(len(SENTIMENT_LABELS)) if i != NEUTRAL]
     best = (before, 0.0, (0.0, 0.0))  # (score, -size, offsets)
@@ -82,9 +84,11 @@ def calibrate(model: MultitaskModel, seen: Collected) -> dict[str, dict[str, obj
              "entity_sentiment": (model.entity_head[-1], seen.entity_probs, [g for g, _, _ in seen.entity])}
     done: dict[str, dict[str, object]] = {}
     for name, (layer, probs, gold) in heads.items():
+        if not isinstance(layer, torch.nn.Linear) or layer.bias is None:
+            log.warning("%s head does not end in a Linear layer with a bias; not calibrated", name)
+            continue
         offsets = fit_offsets(probs, gold)
         if offsets.applied:
-            assert isinstance(layer, torch.nn.Linear) and layer.bias is not None
             with torch.no_grad():
                 layer.bias.add_(torch.tensor(offsets.bias, dtype=layer.bias.dtype, device=layer.bias.device))
         log.info("%s calibration on %d validation items: offsets %s, macro-F1 %.4f -> %.4f (%s)", name, offsets.n,

@@ -85,8 +85,8 @@ def _fmt(value: object) -> str:
 
 
 def _calibration_note(calibration: dict[str, Any] | None) -> str:
-    if not calibration:
-        return "No class-prior calibration."
+    if not calibration or not any(done.get("applied") for done in calibration.values()):
+        return "No class-prior calibration (none fitted, or it did not raise validation macro-F1)."
     parts = []
     for head, done in calibration.items():
         if done.get("applied"):

@@ -211,6 +211,8 @@ def train(args: TrainArgs) -> TrainResult:
     epochs_done = step / steps_per_epoch
     metrics = {
         "validation": best.get("metrics", {}), "selection_metric": args.selection_metric,
+        # best_score is the selection score before calibration (what early stopping compared)
+        "validation_before_calibration": best.get("metrics_before_calibration"),
         "best_score": best_score if best else None, "best_step": best.get("step"), "steps": step,
         "epochs": epochs_done, "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / epochs_done,
         "precision": str(dtype or "fp32"), "device": str(device), "history": history,

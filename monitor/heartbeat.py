@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +19,8 @@ from schemas.consumers import ConsumerHeartbeat
 from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
+
+FORGET_AFTER = timedelta(days=1)  # rows of consumers that crashed longer ago than this are deleted
 
 
 def member_name() -> str:
@@ -42,6 +45,9 @@ class Heartbeat:
         try:
             with Session(self.engine) as session:
                 session.merge(row)  # one row per member: insert the first time, update after
+                # Crashed consumers never delete their rows (each container restart is a new host:pid).
+                session.exec(delete(ConsumerHeartbeat).where(
+                    col(ConsumerHeartbeat.updated_at) < row.updated_at - FORGET_AFTER))
                 session.commit()
         except SQLAlchemyError as error:
             log.warning("could not record this consumer's heartbeat (the dashboard's lag tile goes stale): %s",

@@ -169,6 +169,9 @@ def seed(url: str, settings: Settings) -> Seeded:
                               updated_at=now - timedelta(seconds=5)),
             ConsumerHeartbeat(member="worker-c:13", group_id="finpulse-monitor", topic="finpulse.news",
                               partitions=[], lag=1000, model_version="v1", updated_at=now - timedelta(days=1)),
+            # A live consumer of another group (an ad-hoc replay): not the monitor's lag.
+            ConsumerHeartbeat(member="laptop:14", group_id="adhoc-replay", topic="finpulse.news",
+                              partitions=[0, 1, 2, 3], lag=999, model_version="v2", updated_at=now),
         ])
     engine.dispose()
     return Seeded(now=now, news_ids=[row.id for row in rows], recent_scored=RECENT_SCORED, firing=1, pending=1,

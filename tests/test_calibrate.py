@@ -54,6 +54,12 @@ def test_no_offsets_when_nothing_is_gained_or_too_few_items() -> None:
     assert unbiased.macro_f1_after - unbiased.macro_f1_before < 0.01  # nothing much to gain on unbiased data
     few = fit_offsets(*_skewed(MIN_EXAMPLES - 1, neutral_push=1.5))
     assert not few.applied and few.bias == [0.0, 0.0, 0.0]
+    # No positive item in validation: positive's F1 is 0 whatever the offsets, so a search would learn to
+    # suppress it. Nothing is fitted instead.
+    probs, gold = _skewed(1500, neutral_push=1.5)
+    kept = [(p, g) for p, g in zip(probs, gold, strict=True) if g != "positive"]
+    one_sided = fit_offsets([p for p, _ in kept], [g for _, g in kept])
+    assert len(kept) > MIN_EXAMPLES and not one_sided.applied and one_sided.bias == [0.0, 0.0, 0.0]
 
 
 def test_offsets_are_folded_into_both_heads(tiny_model_dir: Path) -> None:

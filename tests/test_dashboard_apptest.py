@@ -117,7 +117,8 @@ def test_overview_tiles_charts_and_movers_show_the_seeded_data(env: Any, shared:
     at = run_app()
     tiles = metrics(at)
     assert tiles["Stories / min (5-min avg)"][0] == "1.4"  # 7 stories in the last 5 minutes
-    assert tiles["Consumer lag"] == ("50", "2 consumers reporting")  # the stale third consumer is left out
+    # The stale third consumer and the other group's live one are left out.
+    assert tiles["Consumer lag"] == ("50", "2 consumers reporting")
     assert tiles["Active alerts"] == ("1", "1 pending")
     assert tiles["Model serving"][0] == "v2"
     assert tiles["Last story scored"][0].endswith("ago")
@@ -255,10 +256,11 @@ def test_queries_on_sqlite_and_postgresql(db_url: str) -> None:
     seeded = seed(db_url, settings)
     engine = db.make_engine(db_url)
     try:
-        tiles = queries.tiles(engine, stale_after_s=600)
+        tiles = queries.tiles(engine, 600, settings.kafka_group_id, settings.kafka_topic)
         assert (tiles.last_5min, tiles.firing, tiles.pending) == (seeded.recent_scored, 1, 1)
         assert (tiles.consumers, tiles.lag) == (2, 50)
-        wide = queries.tiles(engine, stale_after_s=3 * 86_400)  # a window that still counts the crashed one
+        assert (queries.tiles(engine, 600).consumers, queries.tiles(engine, 600).lag) == (3, 1049)  # every group
+        wide = queries.tiles(engine, 3 * 86_400, settings.kafka_group_id)  # a window that counts the crashed one
         assert (wide.consumers, wide.lag) == (3, 1050)
         assert (tiles.serving_version, tiles.champion_version) == ("v2", "v2")
         trend = queries.market_trend(engine, 7, settings.signal_bucket_s)  # the seed spans 6 h

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
@@ -14,6 +15,7 @@ from monitor.consumer import NewsConsumer
 from monitor.consumer_stats import consumer_lag
 from monitor.heartbeat import Heartbeat
 from schemas.consumers import ConsumerHeartbeat
+from schemas.types import utcnow
 from tests.stream_helpers import consumer_settings, encode, news, publish, wait_for
 
 MESSAGES = 120
@@ -57,13 +59,17 @@ def test_consumer_reports_lag_while_running_and_removes_its_row_on_exit(
 def test_beats_replace_one_row_per_member_and_leave_deletes_it(db_url: str) -> None:
     engine = db.make_engine(db_url)
     try:
+        with Session(engine) as session:  # a consumer that crashed two days ago
+            session.add(ConsumerHeartbeat(member="gone:9", group_id="group-a", topic="news", lag=7,
+                                          updated_at=utcnow() - timedelta(days=2)))
+            session.commit()
         first = Heartbeat(engine, "group-a", "news", member="host:1")
         other = Heartbeat(engine, "group-a", "news", member="host:2")
         first.beat(lag=500, messages_per_s=10.0, partitions=[2, 0], model_version="v1")
         other.beat(lag=None, messages_per_s=0.0, partitions=[1], model_version=None)
         first.beat(lag=20, messages_per_s=42.5, partitions=[0, 2], model_version="v2")
         rows = {row.member: row for row in _rows(db_url)}
-        assert set(rows) == {"host:1", "host:2"}
+        assert set(rows) == {"host:1", "host:2"}  # the crashed consumer's day-old row was pruned
         assert (rows["host:1"].lag, rows["host:1"].messages_per_s, rows["host:1"].partitions) == (20, 42.5, [0, 2])
         assert rows["host:1"].model_version == "v2" and rows["host:2"].lag is None
         first.leave()

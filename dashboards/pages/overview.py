@@ -21,7 +21,8 @@ STALE_AFTER_S = 60.0  # a consumer silent for longer (and 3 stats intervals) is 
 
 def tiles() -> None:
     current = settings()
-    data = load(queries.tiles, max(STALE_AFTER_S, 3 * current.stats_interval_s))
+    data = load(queries.tiles, max(STALE_AFTER_S, 3 * current.stats_interval_s), current.kafka_group_id,
+                current.kafka_topic)
     cols = st.columns(5)
     cols[0].metric("Stories / min (5-min avg)", f"{data.per_minute:.1f}", border=True,
                    help=f"{data.last_5min} stories scored in the last 5 minutes.")
