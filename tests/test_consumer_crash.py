@@ -82,15 +82,22 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
             before = [target.rows() for target in targets]
             for target in targets:
                 target.process = start_consume(target.settings, target.log_path)
-            for target, rows_before in zip(targets, before, strict=True):
-                process = target.process
-                assert process is not None
-                wait_for(lambda t=target, b=rows_before, p=process: t.rows() > b or p.poll() is not None,
-                         180, f"the consumer of {target.db_url} to write rows")
-                assert process.poll() is None, f"exited early ({process.returncode}):\n{log_tail(target.log_path)}"
-                time.sleep(rng.uniform(0.0, 0.2))  # a random moment of the batch cycle
-                process.kill()
-                process.wait(timeout=30)
+            # Each consumer is killed as soon as it wrote its own first rows of this run, whatever the other one
+            # does: waiting for them in turn let a fast consumer drain its whole topic while the other started.
+            alive = list(zip(targets, before, strict=True))
+            deadline = time.monotonic() + 180
+            while alive:
+                for target, rows_before in list(alive):
+                    process = target.process
+                    assert process is not None
+                    assert process.poll() is None, f"exited early ({process.returncode}):\n{log_tail(target.log_path)}"
+                    if target.rows() > rows_before:
+                        time.sleep(rng.uniform(0.0, 0.2))  # a random moment of the batch cycle
+                        process.kill()
+                        process.wait(timeout=30)
+                        alive.remove((target, rows_before))
+                assert time.monotonic() < deadline, f"no rows within 180 s from {[t.db_url for t, _ in alive]}"
+                time.sleep(0.1)
             counts_at_kill.append([target.rows() for target in targets])
     finally:
         for target in targets:
