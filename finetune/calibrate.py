@@ -12,6 +12,7 @@ correction conservative on small validation sets.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -96,3 +97,30 @@ def calibrate(model: MultitaskModel, seen: Collected) -> dict[str, dict[str, obj
                  "applied" if offsets.applied else "not applied")
         done[name] = asdict(offsets)
     return done
+
+
+def _shifted(rows: list[tuple[str, str, float]], probs: list[list[float]],
+             bias: Sequence[float]) -> tuple[list[tuple[str, str, float]], list[list[float]]]:
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None)) + np.asarray(bias)
+    new_probs = np.exp(logits - logits.max(1, keepdims=True))
+    new_probs /= new_probs.sum(1, keepdims=True)
+    best = new_probs.argmax(1)
+    new_rows = [(gold, SENTIMENT_LABELS[int(b)], float(p[b])) for (gold, _, _), b, p in zip(rows, best, new_probs,
+                                                                                           strict=True)]
+    return new_rows, new_probs.tolist()
+
+
+def recalibrated(seen: Collected, done: dict[str, dict[str, object]]) -> Collected:
+    """What ``seen`` would have been with the fitted offsets in the heads, without another pass over the data:
+    softmax(log p + bias) is the softmax of the shifted logits; NER is untouched by calibration."""
+    out = copy.copy(seen)
+    for name, rows_attr, probs_attr in (("sentiment", "doc", "doc_probs"),
+                                        ("entity_sentiment", "entity", "entity_probs")):
+        head = done.get(name)
+        if head and head["applied"] and getattr(seen, probs_attr):
+            bias = head["bias"]
+            assert isinstance(bias, list)
+            rows, probs = _shifted(getattr(seen, rows_attr), getattr(seen, probs_attr), bias)
+            setattr(out, rows_attr, rows)
+            setattr(out, probs_attr, probs)
+    return out

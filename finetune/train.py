@@ -102,15 +102,13 @@ def _calibrate(model: MultitaskModel, tokenizer: Any, valid: list[Example], args
                dtype: torch.dtype | None, best: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fold class-prior offsets into the sentiment heads; the best checkpoint's metrics are re-measured with them
     (fitted on the same validation data, so optimistic: the held-out test sets are what to report)."""
-    from finetune.calibrate import calibrate
+    from finetune.calibrate import calibrate, recalibrated
     from finetune.evaluate import collect, report
 
     seen = collect(model, tokenizer, valid, max_length=args.max_length, batch_size=args.eval_batch_size, dtype=dtype)
     done = calibrate(model, seen)
     if any(head["applied"] for head in done.values()):
-        after = evaluate(model, tokenizer, valid, max_length=args.max_length, batch_size=args.eval_batch_size,
-                         dtype=dtype)
-        best = {**best, "metrics": after, "metrics_before_calibration": report(seen)}
+        best = {**best, "metrics": report(recalibrated(seen, done)), "metrics_before_calibration": report(seen)}
     return done, best
 
 

@@ -83,3 +83,28 @@ def test_offsets_are_folded_into_both_heads(tiny_model_dir: Path) -> None:
         shift = (logits_after - logits_before)[0].tolist()
         assert shift == pytest.approx(done[head]["bias"], abs=1e-5)
     assert done["entity_sentiment"]["bias"][NEG] < 0 and done["entity_sentiment"]["bias"][POS] < 0
+
+
+def test_recalibrated_metrics_match_a_second_pass_with_the_calibrated_heads(tiny_model_dir: Path) -> None:
+    """Training reports post-calibration validation metrics from the first pass's probabilities; they must equal
+    what running the calibrated model again gives."""
+    from transformers import AutoTokenizer
+
+    from finetune.calibrate import recalibrated
+    from finetune.data import ColumnDefaults, DataSpec, load_sources
+    from finetune.evaluate import collect, evaluate, report
+
+    sample = Path(__file__).resolve().parent.parent / "finetune" / "sample_data" / "validation.jsonl"
+    examples = load_sources([DataSpec.parse(f"finpulse={sample}")], ColumnDefaults("text", "label", None))
+    torch.manual_seed(3)
+    model = MultitaskModel.from_base(str(tiny_model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    seen = collect(model, tokenizer, examples, max_length=64)
+    done = calibrate(model, seen)
+    assert done["sentiment"]["applied"] or done["entity_sentiment"]["applied"]
+    derived, measured = report(recalibrated(seen, done)), evaluate(model, tokenizer, examples, max_length=64)
+    for task in ("sentiment", "entity_sentiment"):
+        assert derived[task]["confusion_matrix"] == measured[task]["confusion_matrix"]
+        assert derived[task]["macro_f1"] == pytest.approx(measured[task]["macro_f1"])
+        assert derived[task]["ece"] == pytest.approx(measured[task]["ece"], abs=1e-5)
+    assert derived["ner"] == measured["ner"]
