@@ -53,10 +53,15 @@ def macro_f1(gold: np.ndarray, predicted: np.ndarray, classes: int = len(SENTIME
     return float(f1.mean())
 
 
+def log_probs(probs: Sequence[Sequence[float]]) -> np.ndarray:
+    """Log-probabilities, which equal the logits up to a per-row constant (so offsets on them act like biases)."""
+    return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+
+
 def fit_offsets(probs: Sequence[Sequence[float]], gold: Sequence[str]) -> Offsets:
     """The offsets (added to the logits, i.e. to the log-probabilities) that maximise macro-F1 on ``probs``."""
     labels = np.array([SENTIMENT_LABELS.index(g) for g in gold], dtype=np.int64)
-    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+    logp = log_probs(probs)
     before = macro_f1(labels, logp.argmax(1)) if len(labels) else 0.0
     none = Offsets([0.0, 0.0, 0.0], before, before, len(labels), applied=False)
     if len(labels) < MIN_EXAMPLES or np.bincount(labels, minlength=len(SENTIMENT_LABELS)).min() < MIN_PER_CLASS:
@@ -101,7 +106,7 @@ def calibrate(model: MultitaskModel, seen: Collected) -> dict[str, dict[str, obj
 
 def _shifted(rows: list[tuple[str, str, float]], probs: list[list[float]],
              bias: Sequence[float]) -> tuple[list[tuple[str, str, float]], list[list[float]]]:
-    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None)) + np.asarray(bias)
+    logits = log_probs(probs) + np.asarray(bias)
     new_probs = np.exp(logits - logits.max(1, keepdims=True))
     new_probs /= new_probs.sum(1, keepdims=True)
     best = new_probs.argmax(1)
