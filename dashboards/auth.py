@@ -13,8 +13,9 @@ from typing import Literal
 import bcrypt
 import streamlit as st
 
-from monitor.errors import ConfigError
-from monitor.settings import Settings
+from dashboards.state import settings
+from monitor.core.errors import ConfigError
+from monitor.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ def login_form(settings: Settings, key: str = "login") -> None:
 
 def login_page() -> None:
     """The only page a visitor sees before logging in (or when no password is configured)."""
-    from dashboards.state import settings
-
     current = settings()
     st.title("finpulse")
     if mode(current) == "unconfigured":

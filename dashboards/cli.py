@@ -45,10 +45,11 @@ def run(
     address: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for all (containers).")] = "127.0.0.1",
 ) -> None:
     """Serve the dashboard (headless) until Ctrl-C."""
+    from dashboards.auth import SETUP_HELP, mode  # lazy: streamlit
+    from monitor.core.settings import get_settings  # lazy: startup
+
     if ctx.invoked_subcommand is not None:
         return
-    from dashboards.auth import SETUP_HELP, mode
-    from monitor.settings import get_settings
 
     settings = get_settings()
     if mode(settings) == "unconfigured":
@@ -63,7 +64,7 @@ def run(
 @dashboard_app.command("hash-password")
 def hash_password_command() -> None:
     """Prompt for a password (twice) and print its bcrypt hash for FINPULSE_DASHBOARD_PASSWORD_HASH."""
-    from dashboards.auth import hash_password
+    from dashboards.auth import hash_password  # lazy: streamlit
 
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     typer.echo(hash_password(password))

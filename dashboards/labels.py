@@ -1,6 +1,6 @@
 """Turns an analyst's decision into a ``labelled_news`` row, validated the way training will read it.
 
-Entity spans go through ``finetune.data_entities.entity_spans`` (the reader of this very table), so a label the
+Entity spans go through ``finetune.data.entities.entity_spans`` (the reader of this very table), so a label the
 dashboard accepts is a label the next retraining can use.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from dashboards.training_queries import QueueItem
-from finetune.data_entities import entity_spans
-from monitor.db import session_scope
-from monitor.errors import DataError
+from dashboards.queries.training import QueueItem
+from finetune.data.entities import entity_spans
+from monitor.core.db import session_scope
+from monitor.core.errors import DataError
 from schemas.prediction import SENTIMENT_LABELS
 from schemas.registry import LabelledNews
 from schemas.signals import ENTITY_TYPES

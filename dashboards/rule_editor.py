@@ -1,6 +1,6 @@
 """The alert rule editor: the same fields, duration syntax and validation as ``finpulse alerts add/update``.
 
-Input goes through ``monitor.alert_rules.validate_rule`` (``AlertRuleIn``) and is stored with ``add_rule`` /
+Input goes through ``monitor.alerts.rules.validate_rule`` (``AlertRuleIn``) and is stored with ``add_rule`` /
 ``update_rule`` / ``delete_rule``, the functions behind the CLI, so both accept and refuse exactly the same rules.
 """
 
@@ -11,12 +11,13 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import alert_queries, auth, state
+from dashboards import auth, state
+from dashboards.queries import alerts as alert_queries
 from dashboards.state import load, settings
-from monitor.alert_rules import add_rule, delete_rule, update_rule, validate_rule
-from monitor.alerts_cli import parse_duration
-from monitor.db import session_scope
-from monitor.errors import ConfigError
+from monitor.alerts.durations import duration_text, parse_duration
+from monitor.alerts.rules import add_rule, delete_rule, update_rule, validate_rule
+from monitor.core.db import session_scope
+from monitor.core.errors import ConfigError
 from schemas.alerts import METRICS
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,6 @@ NEW_RULE: dict[str, Any] = {
     "recovery_threshold": None, "window_s": 900, "pending_s": 0, "repeat_interval_s": 14_400,
     "severity": "warning", "channels": [], "enabled": True, "description": None,
 }
-
-
-def duration_text(seconds: int) -> str:
-    """900 -> ``15m``: the CLI's duration syntax, which :func:`parse_duration` reads back."""
-    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s" if seconds else "0"
 
 
 def _number_text(value: float | None) -> str:

@@ -14,10 +14,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from monitor.db import make_engine, require_migrated
-from monitor.errors import FinpulseError
-from monitor.logs import setup_logging
-from monitor.settings import Settings, get_settings
+from monitor.core.db import make_engine, require_migrated
+from monitor.core.errors import FinpulseError
+from monitor.core.logs import setup_logging
+from monitor.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from monitor.errors import ConfigError
+from finetune.data.sources import DataSpec
+from monitor.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,6 @@ def _coerce(cls: type[DataArgs], key: str, value: Any, path: Path) -> Any:
         return None
     try:
         if typing.get_origin(hint) is list:
-            from finetune.data import DataSpec
-
             items = value if isinstance(value, list) else [value]
             return [item if isinstance(item, str) else str(DataSpec.parse(item)) for item in items]
         if hint is bool:

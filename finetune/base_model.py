@@ -21,7 +21,7 @@ import zlib
 from importlib import metadata
 from pathlib import Path
 
-from monitor.errors import ModelLoadError
+from monitor.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

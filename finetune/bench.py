@@ -9,21 +9,21 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoTokenizer
 
 from finetune.base_model import resolve_base_model
+from finetune.data.entities import read_finpulse
+from finetune.data.sample import SAMPLE_TRAIN
+from finetune.device import cpu_supports_bf16, resolve_device
 from finetune.examples import Example, Span
 from finetune.features import collate, encode
 from finetune.model import MultitaskModel, multitask_loss
-from monitor.scorer import cpu_supports_bf16, resolve_device
 
 log = logging.getLogger(__name__)
 
-SAMPLE_TRAIN = Path(__file__).resolve().parent / "sample_data" / "train.jsonl"
 _SYNTHETIC = ["Tata Motors surges while Maruti slumps", "$AAPL beats estimates as iPhone sales jump in China",
               "Fed holds rates steady; Powell warns on inflation", "Infosys shares fall after weak guidance",
               "Reliance to raise Rs 5,000 crore via bonds", "Goldman Sachs cuts Tesla target on margin worries"]
@@ -31,8 +31,6 @@ _SYNTHETIC = ["Tata Motors surges while Maruti slumps", "$AAPL beats estimates a
 
 def _examples(n: int) -> list[Example]:
     if SAMPLE_TRAIN.exists():
-        from finetune.data_entities import read_finpulse
-
         examples = read_finpulse(SAMPLE_TRAIN)
     else:
         examples = [Example(t, "neutral", [Span(0, t.index(" "), "ORG", "positive")], ner=True) for t in _SYNTHETIC]

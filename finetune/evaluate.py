@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from finetune.device import resolve_device, resolve_dtype
 from finetune.examples import Example
 from finetune.features import decode_bio, token_range
 from finetune.markup import drop_markup_entities
 from finetune.metrics import classification, expected_calibration_error, ner_scores, word_tags
 from finetune.model import MultitaskModel
+from finetune.model_dir import check_multitask_dir
 from schemas.prediction import SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)
@@ -136,9 +138,6 @@ def selection_score(metrics: dict[str, Any], metric: str = "mean") -> float:
 def evaluate_dir(model_dir: Path, examples: Sequence[Example], *, device: str = "auto", precision: str = "auto",
                  max_length: int = 128, batch_size: int = 64) -> dict[str, Any]:
     """Load a saved multi-task directory and evaluate it (``finpulse eval``)."""
-    from finetune.predictor import check_multitask_dir
-    from monitor.scorer import resolve_device, resolve_dtype
-
     manifest = check_multitask_dir(model_dir)
     torch_device = resolve_device(device)
     model = MultitaskModel.load(model_dir, torch_device)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from monitor.errors import DataError
+from monitor.core.errors import DataError
 from schemas.prediction import SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)

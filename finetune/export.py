@@ -17,9 +17,8 @@ from transformers import PreTrainedTokenizerBase
 
 from finetune.examples import BIO_LABELS, NER_TYPES
 from finetune.model import MultitaskModel
-from finetune.predictor import FORMAT_VERSION
-from monitor.errors import ConfigError
-from monitor.scorer import MANIFEST
+from finetune.model_dir import FORMAT_VERSION, MANIFEST
+from monitor.core.errors import ConfigError
 from schemas.prediction import SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds
 
 ## Use
 `finpulse consume` with `FINPULSE_MODEL_DIR` set to this directory, or
-`monitor.scorer.load_scorer(Path(...)).score(["..."])`. Evaluate with `finpulse eval --model DIR --data ...`.
+`monitor.scoring.scorer.load_scorer(Path(...)).score(["..."])`. Evaluate with `finpulse eval --model DIR --data ...`.
 Weights are safetensors only. Training arguments: `training_args.json` (seed {train_args.get('seed')}).
 
 ## Limitations

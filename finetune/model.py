@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from finetune.base_model import resolve_base_model
 from finetune.examples import BIO_LABELS, IGNORE
-from monitor.errors import ModelLoadError
+from monitor.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""``finpulse train``: load the sources, fine-tune the multi-task model, keep the best checkpoint, save, register."""
+"""Fine-tune the multi-task model: load the sources, train, keep the best checkpoint, calibrate, save a version
+directory. Registering the version is :mod:`monitor.lifecycle.training`'s job (``finpulse train`` does both)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy.engine import make_url
 from tqdm import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup, set_seed
 
 from finetune.args import TrainArgs, as_json
 from finetune.base_model import resolve_base_model
-from finetune.data import ColumnDefaults, DataSpec, drop_overlap, load_sources, split_validation, subsample
-from finetune.evaluate import evaluate, selection_score
+from finetune.calibrate import calibrate, recalibrated
+from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
+from finetune.data.splits import drop_overlap, split_validation, subsample
+from finetune.device import resolve_device, resolve_dtype
+from finetune.evaluate import collect, evaluate, report, selection_score
 from finetune.examples import Example
 from finetune.export import new_version, save_version
 from finetune.features import collate, encode, length_grouped_batches
 from finetune.model import MultitaskModel, multitask_loss
-from monitor.errors import ConfigError, DataError
-from monitor.scorer import resolve_device, resolve_dtype
+from finetune.model_dir import check_multitask_dir
+from monitor.core.errors import ConfigError, DataError
+from monitor.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,8 @@ class TrainResult:
     version: str
     path: Path
     metrics: dict[str, Any]
-    status: str | None  # registry status, None when not registered
+    train_args: dict[str, Any]  # the resolved arguments, as saved in training_args.json
+    status: str | None = None  # registry status, set by monitor.lifecycle.training when registered
 
 
 def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, Any]]:
@@ -66,27 +71,6 @@ def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, 
     return train, valid, summary
 
 
-def registry_url(args: TrainArgs) -> str | None:
-    """The database to register in, or None; checked before training so a bad database fails fast."""
-    from monitor import db
-    from monitor.settings import get_settings
-
-    url = args.database_url or get_settings().database_url
-    if not args.register or url.lower() == "none":
-        return None
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).exists()):
-        log.info("no database at %s: the model is saved but not registered (`finpulse db upgrade` creates one)",
-                 url)
-        return None
-    engine = db.make_engine(url)
-    try:
-        db.require_migrated(engine)
-    finally:
-        engine.dispose()
-    return url
-
-
 def _optimizer(model: MultitaskModel, args: TrainArgs) -> torch.optim.Optimizer:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
@@ -102,9 +86,6 @@ def _calibrate(model: MultitaskModel, tokenizer: Any, valid: list[Example], args
                dtype: torch.dtype | None, best: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fold class-prior offsets into the sentiment heads; the best checkpoint's metrics are re-measured with them
     (fitted on the same validation data, so optimistic: the held-out test sets are what to report)."""
-    from finetune.calibrate import calibrate, recalibrated
-    from finetune.evaluate import collect, report
-
     seen = collect(model, tokenizer, valid, max_length=args.max_length, batch_size=args.eval_batch_size, dtype=dtype)
     done = calibrate(model, seen)
     if any(head["applied"] for head in done.values()):
@@ -113,8 +94,6 @@ def _calibrate(model: MultitaskModel, tokenizer: Any, valid: list[Example], args
 
 
 def train(args: TrainArgs) -> TrainResult:
-    from monitor.settings import get_settings
-
     set_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,13 +103,10 @@ def train(args: TrainArgs) -> TrainResult:
     version = args.version or new_version(models_dir)
     if (models_dir / version).exists():
         raise ConfigError(f"{models_dir / version} already exists; choose another --version")
-    db_url = registry_url(args)
     train_examples, valid_examples, summary = load_data(args)
 
     torch.manual_seed(args.seed)  # the heads' initialisation
     if args.init_model:  # continued training (retraining): the saved model's tokenizer, encoder and heads
-        from finetune.predictor import check_multitask_dir
-
         check_multitask_dir(Path(args.init_model))
         tokenizer = AutoTokenizer.from_pretrained(args.init_model, trust_remote_code=False)
         model = MultitaskModel.load(Path(args.init_model), device)
@@ -221,12 +197,4 @@ def train(args: TrainArgs) -> TrainResult:
                 "steps_per_epoch": steps_per_epoch, "torch": torch.__version__, "data_summary": summary}
     path = save_version(model, tokenizer, models_dir, version, base_model=args.base_model,
                         max_length=args.max_length, train_args=resolved, metrics=metrics, data_summary=summary)
-    status = None
-    if db_url is not None:
-        from finetune import registry
-
-        row = registry.register(db_url, version=version, path=str(path.resolve()), base_model=args.base_model,
-                                metrics={k: v for k, v in metrics.items() if k != "history"}, train_args=resolved,
-                                promote=args.promote, parent_version=args.parent_version)
-        status = row.status
-    return TrainResult(version, path, metrics, status)
+    return TrainResult(version, path, metrics, resolved)

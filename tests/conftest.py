@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from monitor import db
-from monitor.broker import EmbeddedBroker, create_topics
+from monitor.core import db
+from monitor.stream.broker import EmbeddedBroker, create_topics
 
 PG_ADMIN_URL = os.environ.get("FINPULSE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

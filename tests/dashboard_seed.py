@@ -1,6 +1,6 @@
 """A seeded database for the dashboard tests: scored news (with real signals), model versions, labels, alerts.
 
-Everything goes through the real tables; signals come from the real signal writer (``monitor.signals``).
+Everything goes through the real tables; signals come from the real signal writer (``monitor.signals.buckets``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor.db import make_engine, session_scope
-from monitor.settings import Settings
-from monitor.signals import record_batch
+from monitor.core.db import make_engine, session_scope
+from monitor.core.settings import Settings
+from monitor.signals.buckets import record_batch
 from schemas.alerts import Alert, AlertRule, AlertState
 from schemas.consumers import ConsumerHeartbeat
 from schemas.news import News
@@ -81,7 +81,7 @@ def _metrics(macro_f1: float, accuracy: float) -> dict[str, Any]:
 
 
 def _evidence(value: float, now: datetime) -> dict[str, Any]:
-    """Evidence shaped as ``monitor.alert_eval`` writes it."""
+    """Evidence shaped as ``monitor.alerts.evaluator`` writes it."""
     return {"metric": "mean_sentiment", "value": value, "comparator": "<", "threshold": -0.3,
             "recovery_threshold": None, "window_s": 900,
             "window": {"start": (now - timedelta(minutes=35)).isoformat(), "end": (now - timedelta(minutes=20))

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from transformers import AutoTokenizer
 
-from finetune import registry
-from finetune.data import normalize_text, stable_fraction
+from finetune.data.splits import normalize_text, stable_fraction
 from finetune.export import save_version
 from finetune.model import MultitaskModel
-from finetune.retrain_data import SPLIT_SEED
-from monitor.db import session_scope
-from monitor.settings import Settings, load_settings
+from monitor.core.db import session_scope
+from monitor.core.settings import Settings, load_settings
+from monitor.lifecycle import registry
+from monitor.lifecycle.retrain_data import SPLIT_SEED
 from schemas.registry import LabelledNews
 
 # Headlines whose sentiment a tiny model learns in a few dozen steps.
@@ -37,7 +37,7 @@ def make_champion(url: str, models_dir: Path, base: Path, version: str = "v0") -
 
 
 def is_gold(text: str) -> bool:
-    """Where :func:`finetune.retrain_data.assign_splits` will put ``text``."""
+    """Where :func:`monitor.lifecycle.retrain_data.assign_splits` will put ``text``."""
     return stable_fraction(normalize_text(text), SPLIT_SEED) < GOLD_FRACTION
 
 

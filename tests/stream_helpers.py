@@ -13,8 +13,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 
-from monitor import db
-from monitor.settings import Settings, load_settings
+from monitor.core import db
+from monitor.core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_MESSAGE_BYTES = 4096
@@ -109,7 +109,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def start_consume(settings: Settings, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
     """`finpulse consume` in a subprocess, its output appended to ``log_path``."""
     with log_path.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "monitor.cli", "consume", *args], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "monitor.app", "consume", *args], cwd=REPO,
                                 env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT)
 
 

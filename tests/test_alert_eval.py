@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from monitor import db
-from monitor.alert_eval import AlertEvaluator
-from monitor.alert_rules import acknowledge, add_rule, add_silence, validate_rule
-from monitor.settings import Settings, load_settings
-from monitor.signals import record_batch
+from monitor.alerts.evaluator import AlertEvaluator
+from monitor.alerts.rules import acknowledge, add_rule, add_silence, validate_rule
+from monitor.core import db
+from monitor.core.settings import Settings, load_settings
+from monitor.signals.buckets import record_batch
 from schemas.alerts import Alert, Notification
 from schemas.news import News
 from tests.signal_helpers import scored_news

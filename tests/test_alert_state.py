@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alert_state import Event, RuleSpec, Snapshot, step
+from monitor.alerts.state import Event, RuleSpec, Snapshot, step
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from monitor import db
-from monitor.cli import app
-from monitor.errors import ConfigError
-from monitor.settings import get_settings
+from monitor.app import app
+from monitor.core import db
+from monitor.core.errors import ConfigError
+from monitor.core.settings import get_settings
 from tests.stream_helpers import REPO
 
 ADD = ["alerts", "add", "aapl-neg", "--entity", "$aapl", "--metric", "mean_sentiment", "--op", "lt",
@@ -123,7 +123,7 @@ def test_invalid_update_and_duplicate_name(cli: CliRunner) -> None:
 
 def test_the_installed_command_prints_one_line_and_exits_2(sqlite_cli: CliRunner, sqlite_url: str) -> None:
     env = {"FINPULSE_DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "monitor.cli", "alerts", "add", "x", "--entity", "AAPL",
+    done = subprocess.run([sys.executable, "-m", "monitor.app", "alerts", "add", "x", "--entity", "AAPL",
                            "--metric", "count", "--op", "gt", "--threshold", "-1"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from monitor import db
-from monitor.alert_rules import add_rule, validate_rule
-from monitor.broker import EmbeddedBroker
-from monitor.consumer import NewsConsumer
+from monitor.alerts.rules import add_rule, validate_rule
+from monitor.core import db
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.consumer import NewsConsumer
 from schemas.alerts import Alert, AlertState, Notification
 from schemas.news import News
 from schemas.signals import EntitySignal

@@ -9,7 +9,7 @@ import pytest
 
 from finetune import base_model
 from finetune.base_model import MODEL_FILES, resolve_base_model, split_archive_parts, unpack_split_archive
-from monitor.errors import ModelLoadError
+from monitor.core.errors import ModelLoadError
 
 
 def _split_archive(tmp_path: Path, pieces: int = 3, files: tuple[str, ...] = MODEL_FILES) -> tuple[list[Path], dict]:

@@ -8,19 +8,19 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from monitor import db
-from monitor.batch import BatchProcessor
-from monitor.broker import EmbeddedBroker
-from monitor.dead_letter import DeadLetterPublisher
-from monitor.model_source import ModelSource
-from monitor.sink import NewsSink
+from monitor.core import db
+from monitor.scoring.model_source import ModelSource
+from monitor.stream.batch import BatchProcessor
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.dead_letter import DeadLetterPublisher
+from monitor.stream.sink import NewsSink
 from schemas.news import News
 from tests.stream_helpers import consumer_settings, encode, news
 
 
 @dataclass(frozen=True)
 class Record:
-    """A consumed Kafka record (the fields monitor.records.KafkaRecord names)."""
+    """A consumed Kafka record (the fields monitor.stream.records.KafkaRecord names)."""
 
     topic: str
     partition: int

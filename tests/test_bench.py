@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_reports_every_section_with_consistent_numbers(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env_db = f"sqlite:///{tmp_path / 'unused.db'}"  # the bench writes to fresh per-phase files, never here
-    command = [sys.executable, "-m", "monitor.cli", "bench", "--model", str(tiny_model_dir), "--messages", "200",
+    command = [sys.executable, "-m", "monitor.app", "bench", "--model", str(tiny_model_dir), "--messages", "200",
                "--naive-messages", "40", "--e2e-rounds", "2", "--model-texts", "64", "--rounds", "1",
                "--latency-seconds", "3", "--workdir", str(tmp_path / "work"), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, env={**_env(), "FINPULSE_DATABASE_URL": env_db}, capture_output=True,
@@ -61,7 +61,7 @@ def _env() -> dict[str, str]:
 
 
 def test_scoring_threads_leave_a_core_free_unless_omp_num_threads_says_otherwise() -> None:
-    code = ("import torch; from monitor.scorer import configure_threads, usable_cores; "
+    code = ("import torch; from finetune.device import configure_threads, usable_cores; "
             "n = configure_threads(); print(n, torch.get_num_threads(), usable_cores())")
     env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
     chosen, actual, cores = map(int, subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True,

@@ -91,7 +91,7 @@ def test_recalibrated_metrics_match_a_second_pass_with_the_calibrated_heads(tiny
     from transformers import AutoTokenizer
 
     from finetune.calibrate import recalibrated
-    from finetune.data import ColumnDefaults, DataSpec, load_sources
+    from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
     from finetune.evaluate import collect, evaluate, report
 
     sample = Path(__file__).resolve().parent.parent / "finetune" / "sample_data" / "validation.jsonl"

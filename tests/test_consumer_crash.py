@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from monitor import db
-from monitor.broker import EmbeddedBroker, create_topics
-from monitor.settings import Settings
+from monitor.core import db
+from monitor.core.settings import Settings
+from monitor.stream.broker import EmbeddedBroker, create_topics
 from tests.conftest import make_scratch_pg
 from tests.stream_helpers import (
     consumer_settings,

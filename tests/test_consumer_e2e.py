@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from monitor import db
-from monitor.broker import EmbeddedBroker
-from monitor.consumer import NewsConsumer
-from monitor.dead_letter import (
+from monitor.core import db
+from monitor.core.errors import ConfigError, DatabaseNotMigratedError
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.consumer import NewsConsumer
+from monitor.stream.dead_letter import (
     HEADER_DETAIL,
     HEADER_ERROR,
     HEADER_OFFSET,
@@ -18,7 +19,6 @@ from monitor.dead_letter import (
     HEADER_TIMESTAMP,
     HEADER_TOPIC,
 )
-from monitor.errors import ConfigError, DatabaseNotMigratedError
 from schemas.news import News
 from schemas.registry import ModelVersion
 from tests.stream_helpers import consumer_settings, encode, malformed, news, publish, read_topic

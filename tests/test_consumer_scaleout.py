@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor import db
-from monitor.broker import EmbeddedBroker
-from monitor.consumer import NewsConsumer, RunSummary
+from monitor.core import db
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.consumer import NewsConsumer, RunSummary
 from tests.stream_helpers import consumer_settings, encode, log_tail, news, publish, row_counts, start_consume, wait_for
 
 MESSAGES = 800

@@ -15,9 +15,9 @@ from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
 from dashboards.auth import hash_password, verify_password
-from monitor import db
-from monitor.errors import ConfigError
-from monitor.settings import get_settings, load_settings
+from monitor.core import db
+from monitor.core.errors import ConfigError
+from monitor.core.settings import get_settings, load_settings
 from schemas.alerts import Alert, AlertRule, AlertSilence
 from schemas.registry import LabelledNews, ModelVersion
 from tests.dashboard_seed import Seeded, seed
@@ -250,38 +250,40 @@ def test_password_hash_round_trip_and_limits() -> None:
 
 def test_queries_on_sqlite_and_postgresql(db_url: str) -> None:
     """The read queries (no Streamlit) give the seeded numbers on both databases."""
-    from dashboards import alert_queries, queries, training_queries
+    from dashboards.queries import alerts as alert_queries
+    from dashboards.queries import training as training_queries
+    from dashboards.queries import trends
 
     settings = load_settings(database_url=db_url)
     seeded = seed(db_url, settings)
     engine = db.make_engine(db_url)
     try:
-        tiles = queries.tiles(engine, 600, settings.kafka_group_id, settings.kafka_topic)
+        tiles = trends.tiles(engine, 600, settings.kafka_group_id, settings.kafka_topic)
         assert (tiles.last_5min, tiles.firing, tiles.pending) == (seeded.recent_scored, 1, 1)
         assert (tiles.consumers, tiles.lag) == (2, 50)
-        every_group = queries.tiles(engine, 600)
+        every_group = trends.tiles(engine, 600)
         assert (every_group.consumers, every_group.lag) == (3, 1049)
-        wide = queries.tiles(engine, 3 * 86_400, settings.kafka_group_id)  # a window that counts the crashed one
+        wide = trends.tiles(engine, 3 * 86_400, settings.kafka_group_id)  # a window that counts the crashed one
         assert (wide.consumers, wide.lag) == (3, 1050)
         assert (tiles.serving_version, tiles.champion_version) == ("v2", "v2")
-        trend = queries.market_trend(engine, 7, settings.signal_bucket_s)  # the seed spans 6 h
+        trend = trends.market_trend(engine, 7, settings.signal_bucket_s)  # the seed spans 6 h
         assert trend["count"].sum() == len(seeded.news_ids)
-        heat = queries.heatmap(engine, 6, settings.signal_bucket_s, 3)
+        heat = trends.heatmap(engine, 6, settings.signal_bucket_s, 3)
         assert heat["entity"].nunique() == 3
-        by_z, by_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5)
-        every_z, every_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 1000)
+        by_z, by_volume = trends.top_movers(engine, settings.signal_bucket_s, 12, 5)
+        every_z, every_volume = trends.top_movers(engine, settings.signal_bucket_s, 12, 1000)
         busiest = int(max(every_z["count"].max(), every_volume["count"].max()))
-        few, few_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest)
+        few, few_volume = trends.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest)
         assert not few.empty and (few["count"] >= busiest).all() and (few_volume["count"] >= busiest).all()
-        none, none_volume = queries.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest + 1)
+        none, none_volume = trends.top_movers(engine, settings.signal_bucket_s, 12, 5, min_stories=busiest + 1)
         assert none.empty and none_volume.empty
         assert "tsla" in by_z.iloc[0]["entity"].lower() and not by_volume.empty
-        assert queries.search_entities(engine, "tsl", 7, 10) == ["TICKER:TSLA"]
-        assert queries.search_entities(engine, "%", 7, 10) == []  # LIKE wildcards are escaped
-        entity = queries.entity_trend(engine, "TICKER:TSLA", 6, settings.signal_bucket_s, 7)
+        assert trends.search_entities(engine, "tsl", 7, 10) == ["TICKER:TSLA"]
+        assert trends.search_entities(engine, "%", 7, 10) == []  # LIKE wildcards are escaped
+        entity = trends.entity_trend(engine, "TICKER:TSLA", 6, settings.signal_bucket_s, 7)
         assert entity["baseline_std"].dropna().ge(0.05).all() and entity["baseline_mean"].notna().any()
-        assert len(queries.entity_alerts(engine, "TICKER:TSLA", 6)) == 2
-        assert queries.entity_headlines(engine, "TICKER:TSLA", 3)[0].headline.startswith("Tesla recalls")
+        assert len(trends.entity_alerts(engine, "TICKER:TSLA", 6)) == 2
+        assert trends.entity_headlines(engine, "TICKER:TSLA", 3)[0].headline.startswith("Tesla recalls")
         assert [a.rule_name for a in alert_queries.alerts(engine, "firing", 24, 10)] == ["tsla-negative"]
         assert [p.entity for p in alert_queries.pending(engine, 10)] == ["TICKER:MSFT"]
         assert {r["name"] for r in alert_queries.rules(engine)} == {"tsla-negative", "volume-spike"}

@@ -18,8 +18,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from monitor import db
-from monitor.settings import load_settings
+from monitor.core import db
+from monitor.core.settings import load_settings
 from tests.dashboard_seed import seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dashboards import queries
 from dashboards.cli import streamlit_command
 from dashboards.formatting import ago, escape_markdown, highlight
 from dashboards.labels import build_entities
-from dashboards.rule_editor import duration_text
-from monitor.alerts_cli import parse_duration
-from monitor.cli import app
-from monitor.errors import DataError
+from dashboards.queries import trends
+from monitor.alerts.durations import duration_text, parse_duration
+from monitor.app import app
+from monitor.core.errors import DataError
 
 
 def test_untrusted_news_text_cannot_inject_markdown() -> None:
@@ -56,12 +55,12 @@ def test_resample_reweights_the_mean_like_the_signal_writer() -> None:
         "weighted_score_sum": [-1.0, 1.5, 0.2], "mean_sentiment": [-1.0, 0.5, 0.1], "negative_share": [1, 0, 0],
         "zscore": [-3.0, 1.0, None], "volume_ratio": [0.5, 1.5, 1.0], "ewma_score": [-1.0, 0.1, 0.1],
     })
-    out = queries.resample(frame, 3600)
+    out = trends.resample(frame, 3600)
     first = out.iloc[0]
     assert len(out) == 2 and first["count"] == 4
     assert first["mean_sentiment"] == pytest.approx(0.5 / 4)  # (-1 + 1.5) / (1 + 3)
     assert first["zscore"] == -3.0 and first["volume_ratio"] == 1.5 and first["negative_share"] == 0.25
-    assert queries.display_width(6, 300) == 300 and queries.display_width(168, 300) == 3600
+    assert trends.display_width(6, 300) == 300 and trends.display_width(168, 300) == 3600
 
 
 def test_durations_round_trip_through_the_cli_parser() -> None:

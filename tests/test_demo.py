@@ -18,11 +18,11 @@ import bcrypt
 import pytest
 from sqlmodel import Session, col, select
 
-from monitor import db
-from monitor.broker import EmbeddedBroker, free_port, port_in_use
-from monitor.demo_setup import DEMO_RULES, seed_rules
-from monitor.demo_stream import NewsStream
-from monitor.settings import load_settings
+from monitor.core import db
+from monitor.core.settings import load_settings
+from monitor.demo.setup import DEMO_RULES, seed_rules
+from monitor.demo.stream import NewsStream
+from monitor.stream.broker import EmbeddedBroker, free_port, port_in_use
 from schemas.alerts import AlertRule
 from schemas.types import utcnow
 from tests.stream_helpers import log_tail, read_topic, row_counts, wait_for
@@ -109,7 +109,7 @@ def test_demo_runs_twice_on_one_database_and_leaves_nothing_running(tmp_path: Pa
     counts = []
     for _ in range(2):  # the second run must store its stream too (fresh topic, run-unique ids), not clash
         done = subprocess.run(
-            [sys.executable, "-m", "monitor.cli", "demo", "--model", str(tiny_model_dir), "--no-dashboard",
+            [sys.executable, "-m", "monitor.app", "demo", "--model", str(tiny_model_dir), "--no-dashboard",
              "--duration", "15", "--limit", "60", "--rate", "10", "--history", "0.05"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -131,7 +131,7 @@ def test_busy_broker_port_is_reported_in_one_line(tmp_path: Path, tiny_model_dir
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "monitor.cli", "demo", "--model", str(tiny_model_dir), "--no-dashboard"],
+            [sys.executable, "-m", "monitor.app", "demo", "--model", str(tiny_model_dir), "--no-dashboard"],
             cwd=tmp_path, env=demo_env(tmp_path, port), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
             check=False)
     assert done.returncode == 2
@@ -145,7 +145,7 @@ def test_sigint_stops_demo_with_dashboard_cleanly(tmp_path: Path, tiny_model_dir
     out_path = tmp_path / "demo.out"
     with out_path.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "demo", "--model", str(tiny_model_dir),
+            [sys.executable, "-m", "monitor.app", "demo", "--model", str(tiny_model_dir),
              "--dashboard-port", str(dashboard_port), "--rate", "20", "--history", "0"],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

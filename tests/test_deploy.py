@@ -25,10 +25,10 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from monitor import healthcheck
-from monitor.broker import EmbeddedBroker, free_port
-from monitor.config_cli import COMPOSE_VARIABLES, env_name, env_value, render_effective, render_env_example
-from monitor.settings import Settings, load_settings
+from monitor.app import healthcheck
+from monitor.cli.config import COMPOSE_VARIABLES, env_name, env_value, render_effective, render_env_example
+from monitor.core.settings import Settings, load_settings
+from monitor.stream.broker import EmbeddedBroker, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -217,7 +217,7 @@ def test_infrastructure_services() -> None:
     dashboard = services["dashboard"]
     published = dashboard["ports"][0]
     assert published.endswith(":${FINPULSE_DASHBOARD_PORT:-8501}"), "the container port must follow the setting"
-    assert dashboard["healthcheck"]["test"][-2:] == ["monitor.healthcheck", "dashboard"]
+    assert dashboard["healthcheck"]["test"][-2:] == ["monitor.cli.healthcheck", "dashboard"]
 
 
 def test_finpulse_services_read_the_env_file_and_point_at_the_stack() -> None:
@@ -267,7 +267,7 @@ def test_healthcheck_commands_name_a_real_probe_role() -> None:
     checks.append(json.loads(final["value"].split("CMD", 1)[1]))
     for test in checks:
         argv = test[1:] if test[0] in ("CMD", "CMD-SHELL") else test
-        assert argv[:3] == ["python", "-m", "monitor.healthcheck"], argv
+        assert argv[:3] == ["python", "-m", "monitor.cli.healthcheck"], argv
         assert argv[3] in ("auto", *healthcheck.ROLES), argv
 
 
@@ -276,7 +276,7 @@ def test_every_finpulse_variable_in_the_deployment_files_is_a_setting() -> None:
     for path in [*COMPOSE_FILES, ENV_EXAMPLE, DOCKERFILE]:
         found = set(re.findall(r"\bFINPULSE_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
         unknown = found - SETTINGS_VARS
-        assert not unknown, f"{path.name} uses FINPULSE_ variables that monitor/settings.py does not know: {unknown}"
+        assert not unknown, f"{path.name} uses FINPULSE_ variables unknown to monitor/core/settings.py: {unknown}"
 
 
 def test_env_example_is_generated_from_settings_and_lists_every_setting() -> None:
@@ -357,7 +357,7 @@ def test_compose_interpolation_variables_are_known_and_defaults_match_settings()
         for name, operator, default in INTERPOLATION.findall("\n".join(strings_in(load_yaml(path)))):
             seen.add(name)
             assert name in SETTINGS_VARS | compose_vars, f"{path.name}: ${{{name}}} is neither a setting nor in " \
-                                                         "monitor.config_cli.COMPOSE_VARIABLES"
+                                                         "monitor.cli.config.COMPOSE_VARIABLES"
             if operator.endswith("?"):
                 assert name in required, f"{path.name}: {name} is required but not marked so in the template"
             if name in SETTINGS_VARS and name not in COMPOSE_OVERRIDES and operator == ":-":
@@ -433,7 +433,7 @@ def test_dockerignore_keeps_secrets_and_environments_out_but_models_in() -> None
     for path in (".env", "docker/.env", ".venv/bin/python", ".git/config", "var/finpulse.db",
                  "monitor/__pycache__/cli.cpython-311.pyc", "tests/test_deploy.py"):
         assert ignored(path, patterns), f"{path} would reach the build context"
-    for path in ("var/models/v3/model.safetensors", "monitor/cli.py", "docker/.env.example", "README.md"):
+    for path in ("var/models/v3/model.safetensors", "monitor/app.py", "docker/.env.example", "README.md"):
         assert not ignored(path, patterns), f"{path} would be missing from the build context"
 
 
@@ -469,12 +469,12 @@ def test_image_install_from_the_copied_files_ships_the_migrations(tmp_path: Path
     migrations = {n for n in names if n.startswith("schemas/migrations/")}
     assert {"schemas/migrations/env.py", "schemas/migrations/script.py.mako"} <= migrations
     assert any(n.startswith("schemas/migrations/versions/0001") for n in migrations)
-    assert {"monitor/healthcheck.py", "monitor/cli.py", "dashboards/cli.py", "finetune/base_model.py"} <= names
+    assert {"monitor/cli/healthcheck.py", "monitor/app.py", "dashboards/cli.py", "finetune/base_model.py"} <= names
 
     # Run the image's `migrate` command from the installed wheel (not this checkout) on a fresh database.
     env = {**clean_env(), "PYTHONPATH": str(site), "FINPULSE_DATABASE_URL": f"sqlite:///{tmp_path / 'image.db'}"}
-    code = "import sys, monitor.cli; assert monitor.cli.__file__.startswith(sys.argv[1]); " \
-           "sys.argv[1:] = ['db', 'upgrade']; monitor.cli.main()"
+    code = "import sys, monitor.app; assert monitor.app.__file__.startswith(sys.argv[1]); " \
+           "sys.argv[1:] = ['db', 'upgrade']; monitor.app.main()"
     result = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -564,7 +564,7 @@ def test_dashboard_probe(health_server: tuple[int, list[tuple[int, bytes]]], mon
 
 def test_worker_probe_healthy_in_a_real_process(broker: EmbeddedBroker, db_url: str, tmp_path: Path) -> None:
     env = {**clean_env(), "FINPULSE_KAFKA_BOOTSTRAP": broker.bootstrap, "FINPULSE_DATABASE_URL": db_url}
-    result = subprocess.run([sys.executable, "-m", "monitor.healthcheck", "worker"], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-m", "monitor.cli.healthcheck", "worker"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"healthy: kafka {broker.bootstrap} reachable; database at ")

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from finetune import registry
-from monitor import db
-from monitor.drift import DRIFT_RULE, check_drift
-from monitor.drift_math import distribution, js_divergence
-from monitor.notify import Notifier
-from monitor.settings import load_settings
+from monitor.alerts.notify import Notifier
+from monitor.core import db
+from monitor.core.settings import load_settings
+from monitor.lifecycle import registry
+from monitor.lifecycle.drift import DRIFT_RULE, check_drift
+from monitor.lifecycle.drift_math import distribution, js_divergence
 from schemas.alerts import Alert, Notification
 from schemas.registry import ModelVersion
 from schemas.retraining import DriftReport
@@ -113,8 +113,8 @@ def test_reference_is_computed_once_for_a_champion_without_one(sqlite_url: str, 
 def test_models_page_lists_runs_and_drift_reports(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from monitor.scheduler import run_drift
-    from monitor.settings import get_settings
+    from monitor.core.settings import get_settings
+    from monitor.lifecycle.scheduler import run_drift
 
     db.upgrade(sqlite_url)
     engine = db.make_engine(sqlite_url)
@@ -141,7 +141,7 @@ def test_models_page_lists_runs_and_drift_reports(sqlite_url: str, monkeypatch: 
 
 
 def test_drift_starts_a_retraining_when_configured(sqlite_url: str) -> None:
-    from monitor.scheduler import run_drift
+    from monitor.lifecycle.scheduler import run_drift
     from schemas.retraining import JobRun
 
     db.upgrade(sqlite_url)

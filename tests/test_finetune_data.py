@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 
 from finetune.args import TrainArgs, parse_args
-from finetune.data import ColumnDefaults, DataSpec, load_source, split_validation
-from finetune.data_conll import read_conll, to_bio
-from finetune.data_entities import read_finpulse, read_labelled_news, read_sentfin, silver_span
+from finetune.data.conll import read_conll, to_bio
+from finetune.data.entities import read_finpulse, read_sentfin, silver_span
+from finetune.data.labelled import read_labelled_news
+from finetune.data.sources import ColumnDefaults, DataSpec, load_source
+from finetune.data.splits import split_validation
 from finetune.examples import Span
 from finetune.features import decode_bio, encode, token_range
 from finetune.metrics import classification, expected_calibration_error, ner_scores, word_tags
-from monitor.errors import ConfigError, DataError
+from monitor.core.errors import ConfigError, DataError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "finetune" / "sample_data"
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -86,7 +88,7 @@ def test_bad_data_flags(spec: str, part: str) -> None:
 def test_source_weight_option(tmp_path: Path) -> None:
     import random
 
-    from finetune.data import load_sources
+    from finetune.data.sources import load_sources
     from finetune.features import epoch_indices
 
     path = write(tmp_path / "t.csv", "text,label\nup,positive\ndown,negative\n")
@@ -207,7 +209,7 @@ def test_shared_sentfin_split_sizes() -> None:
 
 
 def test_labelled_news_table(db_url: str) -> None:
-    from monitor import db
+    from monitor.core import db
     from schemas.registry import LabelledNews
 
     engine = db.make_engine(db_url)

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from finetune import registry
 from finetune.args import TrainArgs, parse_args
 from finetune.train import TrainResult, train
-from monitor.errors import ConfigError
+from monitor.core.errors import ConfigError
+from monitor.lifecycle import registry
 from schemas.prediction import SENTIMENT_LABELS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "finetune" / "sample_data"
@@ -43,7 +43,7 @@ def run_train(*argv: str) -> TrainResult:
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from monitor.cli import main
+    from monitor.app import main
 
     monkeypatch.setattr(sys, "argv", ["finpulse", *argv])
     with pytest.raises(SystemExit) as exit_info:
@@ -88,7 +88,7 @@ def test_saved_directory_is_complete(minilm_model: TrainResult) -> None:
 
 
 def test_scorer_serves_the_multitask_directory(minilm_model: TrainResult) -> None:
-    from monitor.scorer import load_scorer
+    from monitor.scoring.scorer import load_scorer
 
     scorer = load_scorer(minilm_model.path, precision="fp32", max_length=64)
     assert scorer.version == "v-minilm"
@@ -167,7 +167,7 @@ def test_eval_reports_known_metrics(tiny_model_dir: Path, tmp_path: Path, monkey
 
 def test_entities_of_one_headline_can_get_opposite_sentiments(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Swapped headlines have the same words; only the span's context tells the labels apart."""
-    from monitor.scorer import load_scorer
+    from monitor.scoring.scorer import load_scorer
 
     def record(up: str, down: str) -> str:
         text = f"{up} surges while {down} slumps"

@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
-from monitor import db
-from monitor.errors import ConfigError, DatabaseNotMigratedError, ModelLoadError
-from monitor.scorer import load_scorer
-from monitor.settings import load_settings
+from monitor.core import db
+from monitor.core.errors import ConfigError, DatabaseNotMigratedError, ModelLoadError
+from monitor.core.settings import load_settings
+from monitor.scoring.scorer import load_scorer
 from schemas import NewsIn
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from sqlmodel import Session, select
 
-from monitor import db
-from monitor.broker import EmbeddedBroker
-from monitor.consumer import NewsConsumer
-from monitor.consumer_stats import consumer_lag
-from monitor.heartbeat import Heartbeat
+from monitor.core import db
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.consumer import NewsConsumer
+from monitor.stream.heartbeat import Heartbeat
+from monitor.stream.stats import consumer_lag
 from schemas.consumers import ConsumerHeartbeat
 from schemas.types import utcnow
 from tests.stream_helpers import consumer_settings, encode, news, publish, wait_for

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from finetune import registry
-from monitor import db
-from monitor.broker import EmbeddedBroker
-from monitor.consumer import NewsConsumer, RunSummary
+from monitor.core import db
+from monitor.lifecycle import registry
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.consumer import NewsConsumer, RunSummary
 from schemas.news import News
 from tests.helpers import make_tiny_classifier
 from tests.stream_helpers import consumer_settings, encode, news, publish, wait_for

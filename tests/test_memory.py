@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from monitor.bench_probe import rss_kib
-from monitor.memory import HeapTrimmer
+from monitor.bench.probe import rss_kib
+from monitor.stream.memory import HeapTrimmer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is a glibc function")
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
-from monitor.errors import DataError
-from monitor.news_file import ColumnMap
-from monitor.replay import replay
-from monitor.settings import load_settings
+from monitor.core.errors import DataError
+from monitor.core.settings import load_settings
+from monitor.stream.broker import EmbeddedBroker
+from monitor.stream.news_file import ColumnMap
+from monitor.stream.replay import replay
 from schemas.news import NewsIn
 from tests.stream_helpers import REPO, read_topic
 
@@ -96,7 +96,7 @@ def test_bad_row_names_file_and_line_or_is_counted(
 def run_cli(broker: EmbeddedBroker, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINPULSE_")}
     env.update(FINPULSE_KAFKA_BOOTSTRAP=broker.bootstrap, FINPULSE_KAFKA_TOPIC=topic)
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "replay", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "monitor.app", "replay", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

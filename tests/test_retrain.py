@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
-from finetune import registry
-from finetune.gate import decide
-from finetune.retrain import retrain
-from monitor import db
-from monitor.settings import get_settings
+from monitor.core import db
+from monitor.core.settings import get_settings
+from monitor.lifecycle import registry
+from monitor.lifecycle.gate import decide
+from monitor.lifecycle.retrain import retrain
 from schemas.registry import LabelledNews
 from schemas.retraining import JobRun
 from tests.retrain_helpers import add_labels, is_gold, make_champion, retrain_settings, settings_env
@@ -22,7 +22,7 @@ from tests.retrain_helpers import add_labels, is_gold, make_champion, retrain_se
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str],
             *argv: str) -> tuple[int, str, str]:
-    from monitor.cli import main
+    from monitor.app import main
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, func, select
 
-from finetune import registry
-from finetune.retrain import LOCK_NAME, RetrainOutcome, retrain
-from monitor import db
-from monitor.job_lock import DbLock
-from monitor.scheduler import RETRAIN_JOB_ID, _ensure_job, build_scheduler, parse_spec, slot_for
+from monitor.core import db
+from monitor.lifecycle import registry
+from monitor.lifecycle.job_lock import DbLock
+from monitor.lifecycle.retrain import LOCK_NAME, RetrainOutcome, retrain
+from monitor.lifecycle.scheduler import RETRAIN_JOB_ID, _ensure_job, build_scheduler, parse_spec, slot_for
 from schemas.retraining import JobRun
 from schemas.types import utcnow
 from tests.retrain_helpers import add_labels, make_champion, retrain_settings, settings_env
@@ -26,8 +26,8 @@ from tests.stream_helpers import REPO, log_tail, wait_for
 
 HOLD_LOCK = """
 import sys, time
-from monitor import db
-from monitor.job_lock import DbLock
+from monitor.core import db
+from monitor.lifecycle.job_lock import DbLock
 lock = DbLock(db.make_engine(sys.argv[1]), "held-by-child", ttl_s=2.0)
 assert lock.try_acquire()
 print("held", flush=True)
@@ -56,7 +56,7 @@ def test_lock_excludes_waits_and_is_released(db_url: str, caplog: pytest.LogCapt
     engine = db.make_engine(db_url)
     first, second = DbLock(engine, "job"), DbLock(engine, "job")
     assert first.try_acquire() and not second.try_acquire()
-    with caplog.at_level(logging.INFO, logger="monitor.job_lock"):
+    with caplog.at_level(logging.INFO, logger="monitor.lifecycle.job_lock"):
         assert not second.acquire(wait=True, poll_s=0.05, timeout_s=0.3)
     assert f"waiting for the 'job' lock held by {first.owner}" in caplog.text
     other = DbLock(engine, "other")
@@ -118,10 +118,10 @@ def test_restart_keeps_a_missed_run_and_takes_a_changed_schedule(db_url: str, tm
     missed = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
     first = build_scheduler(settings)
     first.start(paused=True)
-    _ensure_job(first, RETRAIN_JOB_ID, "monitor.scheduler:scheduled_retrain", "cron:0 2 * * *")
+    _ensure_job(first, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:0 2 * * *")
     assert first.get_job(RETRAIN_JOB_ID).next_run_time > utcnow()
     # As stored by a scheduler that went down before the job was due (modify_job would wake the paused loop).
-    first.add_job("monitor.scheduler:scheduled_retrain", parse_spec("cron:0 2 * * *"),
+    first.add_job("monitor.lifecycle.scheduler:scheduled_retrain", parse_spec("cron:0 2 * * *"),
                   kwargs={"spec": "cron:0 2 * * *"}, id=RETRAIN_JOB_ID, name=RETRAIN_JOB_ID, replace_existing=True,
                   next_run_time=missed)
     first.shutdown(wait=False)
@@ -129,11 +129,11 @@ def test_restart_keeps_a_missed_run_and_takes_a_changed_schedule(db_url: str, tm
     again = build_scheduler(settings)
     again.start(paused=True)
     try:
-        _ensure_job(again, RETRAIN_JOB_ID, "monitor.scheduler:scheduled_retrain", "cron:0 2 * * *")
+        _ensure_job(again, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:0 2 * * *")
         job = again.get_job(RETRAIN_JOB_ID)
         assert job.next_run_time == missed and job.coalesce and job.max_instances == 1  # fires once on resume
         assert len(again.get_jobs()) == 1
-        _ensure_job(again, RETRAIN_JOB_ID, "monitor.scheduler:scheduled_retrain", "cron:30 3 * * *")
+        _ensure_job(again, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:30 3 * * *")
         job = again.get_job(RETRAIN_JOB_ID)
         assert job.next_run_time > utcnow() and (job.next_run_time.hour, job.next_run_time.minute) == (3, 30)
     finally:
@@ -154,7 +154,7 @@ def test_two_schedulers_started_together_retrain_once(pg_url: str, tiny_model_di
     procs = []
     for log_path in logs:
         with log_path.open("wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "scheduler", "--retrain-at", at],
+            procs.append(subprocess.Popen([sys.executable, "-m", "monitor.app", "scheduler", "--retrain-at", at],
                                           cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
     try:
         wait_for(lambda: any(run.finished_at for run in retrain_runs(pg_url)), 300,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from monitor.scorer import CASHTAG_RE
+from monitor.scoring.cashtags import CASHTAG_RE
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation")
@@ -127,8 +127,8 @@ def test_timestamps_are_aware_utc_within_a_short_window(corpus: dict[str, list[d
 
 
 def test_project_loaders_read_the_corpus(corpus: dict[str, list[dict[str, Any]]]) -> None:
-    from finetune.data_entities import read_finpulse
-    from monitor.news_file import ColumnMap, ReadStats, read_news
+    from finetune.data.entities import read_finpulse
+    from monitor.stream.news_file import ColumnMap, ReadStats, read_news
 
     for split in SPLITS:
         examples = read_finpulse(_path(split))

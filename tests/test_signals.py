@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from monitor.db import make_engine, session_scope
-from monitor.dedup import content_hash, normalise_text
-from monitor.settings import Settings, load_settings
-from monitor.signals import record_batch, row_observations
+from monitor.core.db import make_engine, session_scope
+from monitor.core.settings import Settings, load_settings
+from monitor.signals.buckets import record_batch, row_observations
+from monitor.signals.dedup import content_hash, normalise_text
 from schemas.news import News
 from schemas.signals import EntitySignal, NewsEntity, parse_entity_ref
 from tests.signal_helpers import entity, scored_news
@@ -149,7 +149,7 @@ def test_incremental_signals_equal_a_from_scratch_computation(db_url: str) -> No
 
 
 def test_sums_do_not_depend_on_arrival_order(sqlite_url: str) -> None:
-    from monitor.db import upgrade
+    from monitor.core.db import upgrade
 
     upgrade(sqlite_url)
     settings = _settings()

@@ -1,4 +1,4 @@
-"""The sink: one transaction per batch, idempotent on news id, hooks see only newly inserted rows."""
+"""The sink: one transaction per batch, idempotent on news id, the stages see only newly inserted rows."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session, func, select
 
-from monitor import db
-from monitor.sink import NewsSink
+from monitor.core import db
+from monitor.stream.sink import NewsSink
 from schemas.news import News
 
 
@@ -26,18 +26,19 @@ def count(engine: object) -> int:
         return int(session.exec(select(func.count()).select_from(News)).one())
 
 
-def test_rewriting_a_batch_inserts_nothing_and_hooks_see_only_new_rows(db_url: str) -> None:
+def test_rewriting_a_batch_inserts_nothing_and_stages_see_only_new_rows(db_url: str) -> None:
     engine = db.make_engine(db_url)
     in_transaction: list[list[str]] = []
     after_commit: list[list[str]] = []
 
-    def batch_hook(session: Session, rows: Sequence[News]) -> None:
-        # runs inside the transaction: the rows are visible to it, uncommitted
-        stored = session.exec(select(func.count()).select_from(News)).one()
-        assert stored >= len(rows)
-        in_transaction.append([r.id for r in rows])
+    class Signals:
+        def record(self, session: Session, rows: Sequence[News]) -> None:
+            # runs inside the transaction: the rows are visible to it, uncommitted
+            stored = session.exec(select(func.count()).select_from(News)).one()
+            assert stored >= len(rows)
+            in_transaction.append([r.id for r in rows])
 
-    sink = NewsSink(engine, [batch_hook], [lambda rows: after_commit.append([r.id for r in rows])])
+    sink = NewsSink(engine, signals=Signals(), observers=[lambda rows: after_commit.append([r.id for r in rows])])
     first = sink.write([row("a", 0), row("b", 1), row("a", 2)])  # same id twice in one batch: first kept
     assert [r.id for r in first] == ["a", "b"]
     again = sink.write([row("a", 0), row("b", 1), row("c", 3)])  # a re-read batch plus one new message
@@ -54,11 +55,12 @@ def test_rewriting_a_batch_inserts_nothing_and_hooks_see_only_new_rows(db_url: s
 def test_failing_batch_hook_rolls_the_batch_back(db_url: str) -> None:
     engine = db.make_engine(db_url)
 
-    def broken(_session: Session, _rows: Sequence[News]) -> None:
-        raise RuntimeError("signal update failed")
+    class Broken:
+        def record(self, _session: Session, _rows: Sequence[News]) -> None:
+            raise RuntimeError("signal update failed")
 
     with pytest.raises(RuntimeError):
-        NewsSink(engine, [broken]).write([row("a", 0)])
+        NewsSink(engine, signals=Broken()).write([row("a", 0)])
     assert count(engine) == 0
     engine.dispose()
 
@@ -66,10 +68,11 @@ def test_failing_batch_hook_rolls_the_batch_back(db_url: str) -> None:
 def test_failing_after_commit_hook_keeps_the_rows(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     engine = db.make_engine(db_url)
 
-    def broken(_rows: Sequence[News]) -> None:
-        raise RuntimeError("alert evaluation failed")
+    class Broken:
+        def on_commit(self, _rows: Sequence[News]) -> None:
+            raise RuntimeError("alert evaluation failed")
 
-    assert len(NewsSink(engine, after_commit_hooks=[broken]).write([row("a", 0)])) == 1
+    assert len(NewsSink(engine, alerts=Broken()).write([row("a", 0)])) == 1
     assert count(engine) == 1
-    assert "after-commit hook" in caplog.text
+    assert "after-commit alert stage failed" in caplog.text and "news[0]@0" in caplog.text
     engine.dispose()

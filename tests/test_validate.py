@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monitor.validate import Rejection, validate_value
+from monitor.stream.validate import Rejection, validate_value
 from schemas.news import NewsIn
 from tests.stream_helpers import encode, malformed, news
 

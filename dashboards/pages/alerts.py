@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards import alert_queries, auth, rule_editor, state
+from dashboards import auth, rule_editor, state
 from dashboards.formatting import ago, escape_markdown, iso_utc, signed, utc
+from dashboards.queries import alerts as alert_queries
 from dashboards.state import load, settings
-from monitor.alert_rules import acknowledge, add_silence
-from monitor.alerts_cli import parse_duration
-from monitor.db import session_scope
-from monitor.errors import ConfigError
+from monitor.alerts.durations import duration_text, parse_duration
+from monitor.alerts.rules import acknowledge, add_silence
+from monitor.core.db import session_scope
+from monitor.core.errors import ConfigError
 from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def pending_list(items: list[alert_queries.PendingView]) -> None:
             st.markdown(f"{SEVERITY_ICONS.get(item.severity, '●')} **{escape_markdown(item.rule_name)}** on "
                         f"**{escape_markdown(item.entity)}** · pending since {utc(item.since)} ({ago(item.since)})")
             st.caption(f"{item.metric} {signed(item.last_value)} {item.comparator} {item.threshold:+g}; fires after "
-                       f"holding {rule_editor.duration_text(item.pending_s)} · last evaluated "
+                       f"holding {duration_text(item.pending_s)} · last evaluated "
                        f"{ago(item.last_evaluated_at)}")
 
 

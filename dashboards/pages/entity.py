@@ -6,8 +6,9 @@ import logging
 
 import streamlit as st
 
-from dashboards import charts, queries
+from dashboards import charts
 from dashboards.formatting import SENTIMENT_COLORS, escape_markdown, highlight, signed, utc
+from dashboards.queries import trends
 from dashboards.state import load, settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def pick_entity() -> str | None:
     left, right = st.columns([1, 2])
     text = left.text_input("Search", key="entity_search", placeholder="AAPL, tesla, ORG:apple ...",
                            help="Part of an entity key: TICKER:AAPL, ORG:apple inc, PER:tim cook, LOC:...")
-    options = load(queries.search_entities, text or "", SEARCH_DAYS, 50)
+    options = load(trends.search_entities, text or "", SEARCH_DAYS, 50)
     if wanted and wanted not in options and not text:
         options = [wanted, *options]
     if not options:
@@ -39,8 +40,8 @@ def pick_entity() -> str | None:
 def trend(entity: str, hours: float) -> None:
     current = settings()
     bucket_s = current.signal_bucket_s
-    frame = load(queries.entity_trend, entity, hours, bucket_s, current.signal_baseline_days)
-    alerts = load(queries.entity_alerts, entity, hours)
+    frame = load(trends.entity_trend, entity, hours, bucket_s, current.signal_baseline_days)
+    alerts = load(trends.entity_alerts, entity, hours)
     if frame.empty:
         st.info(f"No stories about {entity} in this window.")
         return
@@ -50,8 +51,8 @@ def trend(entity: str, hours: float) -> None:
     cols[1].metric("Latest mean sentiment", signed(_float(latest["mean_sentiment"])), border=True)
     cols[2].metric("Latest z-score", signed(_float(latest["zscore"])), border=True)
     cols[3].metric("Alerts in window", len(alerts), border=True)
-    width = queries.display_width(hours, bucket_s)
-    shown = queries.resample(frame, width)
+    width = trends.display_width(hours, bucket_s)
+    shown = trends.resample(frame, width)
     st.altair_chart(charts.sentiment_volume(shown, width, alerts=alerts, band=True), width="stretch")
     st.caption("Line: confidence-weighted mean sentiment. Band: baseline mean ± 2 std of the trailing "
                f"{current.signal_baseline_days:g} days. Bars: stories per bucket. Dashed rules: alerts.")
@@ -67,7 +68,7 @@ def _float(value: object) -> float | None:
 
 def headlines(entity: str) -> None:
     st.subheader("Recent headlines")
-    items = load(queries.entity_headlines, entity, HEADLINES)
+    items = load(trends.entity_headlines, entity, HEADLINES)
     if not items:
         st.info("No headlines mention this entity yet.")
         return

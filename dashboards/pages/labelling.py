@@ -11,10 +11,11 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from dashboards import auth, labels, state, training_queries
+from dashboards import auth, labels, state
 from dashboards.formatting import escape_markdown, highlight, utc
+from dashboards.queries import training as training_queries
 from dashboards.state import load, settings
-from monitor.errors import DataError
+from monitor.core.errors import DataError
 from schemas.prediction import SENTIMENT_LABELS
 from schemas.signals import ENTITY_TYPES
 

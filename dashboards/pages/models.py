@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import auth, state, training_queries
+from dashboards import auth, state
+from dashboards.queries import training as training_queries
 from dashboards.state import load, settings
-from finetune import registry
-from monitor.errors import FinpulseError
+from monitor.core.errors import FinpulseError
+from monitor.lifecycle import registry
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, queries
+from dashboards import charts
 from dashboards.formatting import ago, utc
+from dashboards.queries import trends
 from dashboards.state import load, settings
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ STALE_AFTER_S = 60.0  # a consumer silent for longer (and 3 stats intervals) is 
 
 def tiles() -> None:
     current = settings()
-    data = load(queries.tiles, max(STALE_AFTER_S, 3 * current.stats_interval_s), current.kafka_group_id,
+    data = load(trends.tiles, max(STALE_AFTER_S, 3 * current.stats_interval_s), current.kafka_group_id,
                 current.kafka_topic)
     cols = st.columns(5)
     cols[0].metric("Stories / min (5-min avg)", f"{data.per_minute:.1f}", border=True,
@@ -42,22 +43,22 @@ def tiles() -> None:
 
 def market(hours: float, bucket_s: int) -> None:
     st.subheader("Market sentiment and volume")
-    frame = load(queries.market_trend, hours, bucket_s)
+    frame = load(trends.market_trend, hours, bucket_s)
     if frame.empty:
         st.info("No scored news in this window yet. Start `finpulse consume` (and a producer) to see the trend.")
         return
-    width = queries.display_width(hours, bucket_s)
-    st.altair_chart(charts.sentiment_volume(queries.resample(frame, width), width), width="stretch")
+    width = trends.display_width(hours, bucket_s)
+    st.altair_chart(charts.sentiment_volume(trends.resample(frame, width), width), width="stretch")
 
 
 def heat(hours: float, bucket_s: int) -> None:
     st.subheader(f"Sentiment by entity (top {HEATMAP_ENTITIES} by volume)")
-    frame = load(queries.heatmap, hours, bucket_s, HEATMAP_ENTITIES)
+    frame = load(trends.heatmap, hours, bucket_s, HEATMAP_ENTITIES)
     if frame.empty:
         st.info("No entity signals in this window yet.")
         return
-    width = queries.display_width(hours, bucket_s)
-    st.altair_chart(charts.heatmap(queries.resample(frame, width), width), width="stretch")
+    width = trends.display_width(hours, bucket_s)
+    st.altair_chart(charts.heatmap(trends.resample(frame, width), width), width="stretch")
 
 
 def _movers_table(frame: pd.DataFrame) -> None:
@@ -73,7 +74,7 @@ def _movers_table(frame: pd.DataFrame) -> None:
 
 def movers(bucket_s: int) -> None:
     min_stories = settings().movers_min_stories
-    by_z, by_volume = load(queries.top_movers, bucket_s, 12, MOVERS, min_stories)
+    by_z, by_volume = load(trends.top_movers, bucket_s, 12, MOVERS, min_stories)
     left, right = st.columns(2)
     with left:
         st.subheader("Top movers by z-score")

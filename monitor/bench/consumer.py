@@ -1,0 +1,60 @@
+"""Worker process of ``finpulse bench``: the real consumer (:class:`monitor.stream.consumer.NewsConsumer`), observed.
+
+``python -m monitor.bench.consumer JOB.json`` reads ``{"settings": {...}, "max_messages": N, "out": PATH,
+"per_row": bool}``, consumes until N messages were handled, and writes to ``out``: per-batch commit times (and each
+inserted row's commit time with ``per_row``), RSS samples (for the soak report), CPU seconds per thread and the
+peak RSS of this process. The consumer runs in its own process so its memory is measured alone and the
+benchmark's producer does not share its interpreter (GIL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from monitor.bench.probe import CommitRecorder, RssSampler, peak_rss_kib, rss_kib, thread_cpu_s, write_json
+from monitor.core.logs import setup_logging
+from monitor.core.settings import load_settings
+from monitor.stream.consumer import NewsConsumer
+
+log = logging.getLogger(__name__)
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    settings = load_settings(**job["settings"])
+    recorder = CommitRecorder(per_row=bool(job.get("per_row", False)))
+    started = time.monotonic()
+    consumer = NewsConsumer(settings, max_messages=int(job["max_messages"]), idle_exit_s=job.get("idle_exit_s"),
+                            observers=[recorder])
+    loaded = time.monotonic()
+    rss_after_load = rss_kib()
+    sampler = RssSampler(lambda: consumer.summary.messages, float(job.get("rss_interval_s", 0.5))).start()
+    try:
+        summary = consumer.run()
+    finally:
+        sampler.stop()
+    return {
+        "messages": summary.messages, "inserted": summary.inserted, "dead_lettered": summary.dead_lettered,
+        "batch_count": summary.batches, "load_s": round(loaded - started, 2),
+        "run_s": round(time.monotonic() - loaded, 2), "commits": recorder.commits, "batches": recorder.batches,
+        "rss_samples": sampler.samples, "rss_after_load_kib": rss_after_load, "peak_rss_kib": peak_rss_kib(),
+        "torch_threads": torch.get_num_threads(), "process_cpu_s": round(time.process_time(), 2),
+        "thread_cpu_s": {**sampler.thread_cpu, **thread_cpu_s()},
+    }
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    setup_logging(job.get("log_level", "WARNING"))
+    write_json(Path(job["out"]), run_job(job))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
