@@ -34,6 +34,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check monitor finetune dashboards schemas tests
 	$(VENV)/bin/mypy monitor finetune dashboards schemas
+	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
 	$(VENV)/bin/finpulse demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -25,3 +26,16 @@ def make_tiny_classifier(path: Path, seed: int = 0, version: str = "tiny-0") -> 
     AutoTokenizer.from_pretrained(default_base_model_dir()).save_pretrained(path)
     (path / "finpulse_model.json").write_text(json.dumps({"kind": "sequence-classification", "version": version}))
     return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[BaseException], *parts: str) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, message
+    return message

@@ -128,7 +128,7 @@ def test_models_page_lists_runs_and_drift_reports(sqlite_url: str, monkeypatch: 
     monkeypatch.setenv("FINPULSE_DASHBOARD_AUTH_DISABLED", "true")
     get_settings.cache_clear()
     try:
-        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py"),
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py"),
                                default_timeout=60).run()
         at.switch_page("pages/models.py").run()
     finally:

@@ -22,7 +22,7 @@ from schemas.alerts import Alert, AlertRule, AlertSilence
 from schemas.registry import LabelledNews, ModelVersion
 from tests.dashboard_seed import Seeded, seed
 
-APP = Path(__file__).resolve().parent.parent / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 PASSWORD = "correct horse"
 # Few bcrypt rounds keep the test fast; the dashboard verifies any cost the hash names.
 PASSWORD_HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()

@@ -94,7 +94,7 @@ def test_recalibrated_metrics_match_a_second_pass_with_the_calibrated_heads(tiny
     from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
     from finetune.evaluate import collect, evaluate, report
 
-    sample = Path(__file__).resolve().parent.parent / "finetune" / "sample_data" / "validation.jsonl"
+    sample = Path(__file__).resolve().parents[2] / "finetune" / "sample_data" / "validation.jsonl"
     examples = load_sources([DataSpec.parse(f"finpulse={sample}")], ColumnDefaults("text", "label", None))
     torch.manual_seed(3)
     model = MultitaskModel.from_base(str(tiny_model_dir)).eval()

@@ -15,7 +15,7 @@ import pytest
 
 from monitor.scoring.cashtags import CASHTAG_RE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "validation")
 LABELS = {"negative", "neutral", "positive"}
 TYPES = {"ORG", "PER", "LOC", "TICKER"}

@@ -1,0 +1,1 @@
+"""Tests of the dashboard (AppTest and a real browser)."""

@@ -1,0 +1,1 @@
+"""Tests of docker/ and the health probe."""

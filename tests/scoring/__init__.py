@@ -1,0 +1,1 @@
+"""Tests of serving and hot swap."""

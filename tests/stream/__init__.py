@@ -1,0 +1,1 @@
+"""Tests of the consumer, its batches, sink and faults."""
