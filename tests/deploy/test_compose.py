@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import healthcheck
-from tests.deploy.files import (
-    DOCKER,
-    VENV_BIN,
-    clean_env,
-    compose,
-    depends_on,
-    is_finpulse_service,
-    load_yaml,
-    stages,
-)
+from tests.deploy.files import DOCKER, VENV_BIN, clean_env, compose, depends_on, is_finpulse_service, load_yaml, stages
 
 
 # --- compose: structure ----------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ import pytest
 
 from monitor.cli import healthcheck
 from monitor.stream.broker import EmbeddedBroker, free_port
-from tests.deploy.files import (
-    clean_env,
-)
+from tests.deploy.files import clean_env
 
 
 # --- the health probe the image runs -----------------------------------------------------------------------------
