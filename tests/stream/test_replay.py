@@ -19,7 +19,7 @@ from monitor.stream.replay import replay
 from schemas.news import NewsIn
 from tests.stream_helpers import REPO, read_topic
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 STOCKNET = SHARED_DATA / "stocknet_stream" / "stocknet_tweets_stream.csv"
 
 CSV = """created_at_utc,ticker,tweet_id,text,lang,source_file_date
