@@ -18,7 +18,7 @@ import typer
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
 
-    from monitor.core.settings import Settings
+    from monitor.core.settings import Settings  # typing only: the commands import it lazily
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from finetune.args import TrainArgs, load_config, parse_args
 from finetune.examples import Example
 from finetune.model_dir import check_multitask_dir
-from finetune.train import train
+from finetune.train import TrainResult, train
 from monitor.core import db
 from monitor.core.db import session_scope
 from monitor.core.errors import FinpulseError, ModelLoadError
@@ -36,9 +36,6 @@ from monitor.lifecycle.retrain_eval import evaluate_served, load_served, referen
 from monitor.scoring.champion import champion as current_champion
 from monitor.scoring.champion import model_path
 from schemas.registry import ModelVersion
-
-if TYPE_CHECKING:
-    from finetune.train import TrainResult  # torch: imported only when a retraining actually trains
 
 log = logging.getLogger(__name__)
 
