@@ -7,6 +7,8 @@ on AVX2-only hosts (about 8x slower), so ``precision="auto"`` asks the host rath
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -62,3 +64,25 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide bf16 and int8 speed (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in RELEVANT_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def training_precision(serving: str) -> Literal["auto", "bf16", "fp32"]:
+    """The training precision for a serving one: int8 is a serving-only (ONNX) precision, so it trains in auto."""
+    if serving == "bf16":
+        return "bf16"
+    return "fp32" if serving == "fp32" else "auto"

@@ -23,9 +23,12 @@ from finetune.markup import drop_markup_entities
 from finetune.metrics import classification, expected_calibration_error, ner_scores, word_tags
 from finetune.model import MultitaskModel
 from finetune.model_dir import check_multitask_dir
+from finetune.onnx_model import OnnxMultitaskModel
 from schemas.prediction import SENTIMENT_LABELS
 
 log = logging.getLogger(__name__)
+
+AnyModel = MultitaskModel | OnnxMultitaskModel  # the torch model, or its ONNX export on ONNX Runtime
 
 SELECTION_METRICS = ("mean", "sentiment_macro_f1", "ner_f1", "entity_macro_f1")
 
@@ -43,13 +46,13 @@ class Collected:
         self.entity_lost = 0
 
 
-def evaluate(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
+def evaluate(model: AnyModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
              max_length: int = 128, batch_size: int = 64, dtype: torch.dtype | None = None) -> dict[str, Any]:
     """Metrics for every task that ``examples`` label; tasks without labels are left out of the result."""
     return report(collect(model, tokenizer, examples, max_length=max_length, batch_size=batch_size, dtype=dtype))
 
 
-def collect(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
+def collect(model: AnyModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
             max_length: int = 128, batch_size: int = 64, dtype: torch.dtype | None = None) -> Collected:
     device = next(model.parameters()).device
     was_training = model.training
@@ -64,7 +67,7 @@ def collect(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, examples:
     return seen
 
 
-def _batch(chunk: list[Example], model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, max_length: int,
+def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizerBase, max_length: int,
            seen: Collected) -> None:
     device = next(model.parameters()).device
     encoding = tokenizer([e.text for e in chunk], padding=True, truncation=True, max_length=max_length,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,11 @@ def manifest(version: str, base_model: str, max_length: int) -> dict[str, Any]:
 
 def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, models_dir: Path, version: str, *,
                  base_model: str, max_length: int, train_args: dict[str, Any], metrics: dict[str, Any],
-                 data_summary: dict[str, Any]) -> Path:
+                 data_summary: dict[str, Any],
+                 prepare: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+    """Write the version into a hidden staging folder, then rename it: a version directory is complete or absent.
+    ``prepare(staging)`` adds serving artefacts (the ONNX export) before the rename; what it returns is recorded
+    as ``onnx`` in the manifest and in metrics.json."""
     target = models_dir / version
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another --version")
@@ -66,6 +71,10 @@ def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mode
     model.save(staging)
     tokenizer.save_pretrained(staging)
     info = manifest(version, base_model, max_length)
+    if prepare is not None:
+        serving = prepare(staging)
+        info["onnx"] = {k: v for k, v in serving.items() if k != "validation"}
+        metrics = {**metrics, "onnx": {"validation": serving.get("validation"), "int8_gate": serving["int8_gate"]}}
     _write_json(staging / MANIFEST, info)
     _write_json(staging / "training_args.json", train_args)
     _write_json(staging / "metrics.json", metrics)

@@ -6,6 +6,7 @@ every loader (serving, evaluation, continued training).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,11 @@ def check_multitask_dir(model_dir: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{model_dir}: model format {manifest['format_version']} is newer than this finpulse "
                              f"reads ({FORMAT_VERSION}); upgrade finpulse")
     return manifest
+
+
+def write_manifest(model_dir: Path, data: dict[str, Any]) -> None:
+    """Replace the manifest atomically (a reader sees the old or the new one, never half of one)."""
+    path = Path(model_dir) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

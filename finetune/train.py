@@ -28,6 +28,7 @@ from finetune.export import new_version, save_version
 from finetune.features import collate, encode, length_grouped_batches
 from finetune.model import MultitaskModel, multitask_loss
 from finetune.model_dir import check_multitask_dir
+from finetune.onnx_export import export_serving
 from monitor.core.errors import ConfigError, DataError
 from monitor.core.settings import get_settings
 
@@ -195,6 +196,16 @@ def train(args: TrainArgs) -> TrainResult:
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
                 "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch, "torch": torch.__version__, "data_summary": summary}
+    onnx_record: dict[str, Any] = {}
+
+    def export_onnx(staging: Path) -> dict[str, Any]:
+        onnx_record.update(export_serving(model, tokenizer, staging, valid_examples, max_length=args.max_length,
+                                          batch_size=args.eval_batch_size))
+        return onnx_record
+
     path = save_version(model, tokenizer, models_dir, version, base_model=args.base_model,
-                        max_length=args.max_length, train_args=resolved, metrics=metrics, data_summary=summary)
+                        max_length=args.max_length, train_args=resolved, metrics=metrics, data_summary=summary,
+                        prepare=export_onnx if args.onnx else None)
+    if onnx_record:
+        metrics["onnx"] = {"validation": onnx_record["validation"], "int8_gate": onnx_record["int8_gate"]}
     return TrainResult(version, path, metrics, resolved)

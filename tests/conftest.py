@@ -14,6 +14,10 @@ from sqlalchemy.engine import make_url
 from monitor.core import db
 from monitor.stream.broker import EmbeddedBroker, create_topics
 
+# The suite pins the torch engine, so that tests of other features neither time an engine race nor export ONNX at
+# every model load; tests/scoring/test_onnx.py runs ONNX Runtime and the auto choice explicitly.
+os.environ.setdefault("FINPULSE_BACKEND", "torch")
+
 PG_ADMIN_URL = os.environ.get("FINPULSE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

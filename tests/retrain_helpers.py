@@ -24,7 +24,7 @@ LABELS = ("positive", "negative", "neutral")
 WRONG = {"positive": "negative", "negative": "neutral", "neutral": "positive"}  # every label changed
 GOLD_FRACTION = 0.3
 RECIPE = ("max_steps: 40\nbatch_size: 16\nlearning_rate: 0.003\nwarmup_ratio: 0\nmax_length: 24\n"
-          "validation_split: 0\nprecision: fp32\nseed: 1\n")
+          "validation_split: 0\nprecision: fp32\nseed: 1\nonnx: false\n")
 
 
 def make_champion(url: str, models_dir: Path, base: Path, version: str = "v0") -> Path:

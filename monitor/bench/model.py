@@ -27,12 +27,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from finetune.args import TrainArgs
 from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
 from finetune.data.splits import subsample
+from finetune.device import usable_cores
 from finetune.evaluate import evaluate
+from finetune.model_dir import read_manifest
+from finetune.onnx_model import onnxruntime_available
 from finetune.train import train
 from monitor.core import db
 from monitor.core.errors import FinpulseError
 from monitor.core.settings import Settings
 from monitor.scoring.champion import champion
+from monitor.scoring.multitask import load_onnx_multitask
 from monitor.scoring.scorer import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
@@ -83,9 +87,11 @@ def resolve_model(model: Path | None, settings: Settings) -> tuple[Path, str]:
     return demo_model(), "demo model (trained on the bundled sample corpus)"
 
 
-def make_scorer(model_dir: Path, settings: Settings, precision: str | None = None) -> Scorer:
+def make_scorer(model_dir: Path, settings: Settings, precision: str | None = None,
+                backend: str | None = None) -> Scorer:
     return load_scorer(model_dir, device=settings.device, precision=precision or settings.precision,
-                       batch_size=settings.score_batch_size, max_length=settings.max_seq_length)
+                       backend=backend or settings.backend, batch_size=settings.score_batch_size,
+                       max_length=settings.max_seq_length)
 
 
 def score_all(scorer: Scorer, texts: list[str], micro_batch: int) -> float:
@@ -120,10 +126,34 @@ def quantized(scorer: Scorer) -> Scorer:
     return dataclasses.replace(scorer, backend=backend, dtype=None)
 
 
+def onnx_variant(scorer: Scorer, precision: str, threads: int) -> Scorer | None:
+    """``scorer``'s model on ONNX Runtime at ``precision`` and ``threads``; None where it cannot run here (no
+    onnxruntime, not a multi-task model, or no int8 export because its gate refused it)."""
+    if scorer.device.type != "cpu" or not onnxruntime_available() or \
+            read_manifest(scorer.model_dir).get("kind") != "multitask":
+        return None
+    backend, served = load_onnx_multitask(scorer.model_dir, precision, threads)
+    if served != precision:
+        return None
+    return dataclasses.replace(scorer, backend=backend, dtype=None, engine="onnx", precision=served)
+
+
 def precision_variants(scorer: Scorer, int8: bool) -> dict[str, Scorer]:
-    out = {"fp32": dataclasses.replace(scorer, dtype=None), "bf16": dataclasses.replace(scorer, dtype=torch.bfloat16)}
-    if int8 and scorer.device.type == "cpu":
-        out["int8-dynamic"] = quantized(scorer)
+    """torch fp32 and bf16 (and torch dynamic int8), ONNX Runtime fp32 and int8 at the scoring thread count, and
+    ONNX int8 on every core when that differs."""
+    torch_scorer = scorer if scorer.engine == "torch" else make_scorer(scorer.model_dir, Settings(), backend="torch")
+    out = {"fp32": dataclasses.replace(torch_scorer, dtype=None, precision="fp32"),
+           "bf16": dataclasses.replace(torch_scorer, dtype=torch.bfloat16, precision="bf16")}
+    if int8 and torch_scorer.device.type == "cpu":
+        out["int8-dynamic"] = quantized(torch_scorer)
+    threads, cores = torch.get_num_threads(), usable_cores()
+    for name, precision, n in (("onnx-fp32", "fp32", threads), ("onnx-int8", "int8", threads),
+                               (f"onnx-int8-{cores}t", "int8", cores)):
+        if n == threads and name.endswith("t") and cores == threads:
+            continue
+        variant = onnx_variant(torch_scorer, precision, n)
+        if variant is not None:
+            out[name] = variant
     return out
 
 

@@ -15,10 +15,11 @@ def _rate(value: Any) -> str:
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"finpulse bench: {report['messages']} messages from {report['data']}",
-        f"model {report['model_version']} ({report['model_origin']}) on {report['device']}, {report['precision']}, "
+        f"model {report['model_version']} ({report['model_origin']}) on {report['device']}, "
+        f"{report.get('engine', 'torch')} {report['precision']}, "
         f"torch threads {report['torch_threads']}, micro-batch {report['batch_max_messages']} "
         f"(forward passes of {report['score_batch_size']}), database {report['database']}",
-        f"CPU {report['cpu']}, {report['cores']} usable cores",
+        f"CPU {report['cpu']}, {report['cores']} usable cores, flags {','.join(report.get('cpu_flags', [])) or '-'}",
         "",
         f"{'phase':<34}{'msgs/s':>9}  notes",
     ]
@@ -58,7 +59,8 @@ def table(report: dict[str, Any]) -> str:
         parts = [f"{name} {rate:.1f}" for name, rate in rates.items()]
         ratio_text = ", ".join(f"{k.removesuffix('_vs_fp32')} {v:.2f}x" for k, v in precision.items()
                                if k.endswith("_vs_fp32"))
-        lines.append(f"model only by precision (msgs/s): {', '.join(parts)}; vs fp32: {ratio_text}")
+        lines.append(f"model only by engine and precision (msgs/s): {', '.join(parts)}; vs torch fp32: "
+                     f"{ratio_text}")
     quality = report.get("quality")
     if quality and "macro_f1" in quality:
         f1 = ", ".join(f"{k} {v:.4f}" for k, v in quality["macro_f1"].items())

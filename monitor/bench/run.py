@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.device import configure_threads, usable_cores
+from finetune.device import configure_threads, cpu_flags, usable_cores
 from monitor.bench.data import DataSource, find_source, load_messages, texts_of
 from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
@@ -75,6 +75,7 @@ def bench_settings(options: BenchOptions) -> Settings:
 def worker_settings(settings: Settings, model_dir: Path) -> dict[str, Any]:
     """What every worker process is told explicitly; the rest comes from the same environment."""
     return {"model_dir": str(model_dir.resolve()), "device": settings.device, "precision": settings.precision,
+            "backend": settings.backend,
             "batch_max_messages": settings.batch_max_messages,
             "kafka_session_timeout_ms": 4000, "stats_interval_s": 3600.0}
 
@@ -132,7 +133,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
     score_all(scorer, texts[:micro], micro)  # warm-up
     report: dict[str, Any] = {
         "command": "finpulse bench", "data": source.describe(), "model": str(model_dir), "model_origin": model_origin,
-        "model_version": scorer.version, "device": str(scorer.device), "precision": str(scorer.dtype or "fp32"),
+        "model_version": scorer.version, "device": str(scorer.device), "engine": scorer.engine,
+        "precision": scorer.precision, "cpu_flags": cpu_flags(),
         "torch_threads": threads, "batch_max_messages": micro, "score_batch_size": settings.score_batch_size,
         "batch_max_wait_ms": settings.batch_max_wait_ms, "cpu": cpu_model(), "cores": usable_cores(),
         "database": options.database_url or "sqlite (fresh file per phase)", "messages": len(messages),

@@ -40,6 +40,8 @@ def eval_command(ctx: typer.Context) -> None:
     from finetune.data.splits import subsample  # lazy: startup
     from finetune.evaluate import evaluate_dir  # lazy: torch
     from finetune.model_dir import check_multitask_dir  # lazy: startup
+    from finetune.onnx_export import compare_with_torch  # lazy: torch
+    from monitor.core.errors import ConfigError  # lazy: startup
     from monitor.core.settings import get_settings  # lazy: startup
 
     args = parse_args(EvalArgs, ctx.args, prog="finpulse eval")
@@ -47,9 +49,14 @@ def eval_command(ctx: typer.Context) -> None:
     check_multitask_dir(Path(args.model))  # before reading data: a wrong --model fails fast
     defaults = ColumnDefaults(args.text_column, args.label_column, args.label_map)
     examples = subsample(load_sources([DataSpec.parse(s) for s in args.data], defaults), args.max_eval_samples, 0)
-    report = evaluate_dir(Path(args.model), examples, device=args.device, precision=args.precision,
-                          max_length=args.max_length or get_settings().max_seq_length,
-                          batch_size=args.eval_batch_size)
+    max_length = args.max_length or get_settings().max_seq_length
+    if args.backend == "onnx":
+        report = compare_with_torch(Path(args.model), examples, max_length=max_length, batch_size=args.eval_batch_size)
+    elif args.backend == "torch":
+        report = evaluate_dir(Path(args.model), examples, device=args.device, precision=args.precision,
+                              max_length=max_length, batch_size=args.eval_batch_size)
+    else:
+        raise ConfigError(f"--backend {args.backend!r}: expected torch or onnx")
     report["data"] = list(args.data)
     text = json.dumps(report, indent=2)
     if args.out:

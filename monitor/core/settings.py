@@ -68,8 +68,13 @@ class Settings(BaseSettings):
         None, description="Model directory to serve; unset = the registry's champion."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda.")
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto = bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32."
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="Scoring engine: torch, onnx (ONNX Runtime, the model's ONNX export) or auto = on a CPU "
+        "the faster of the two, timed at load on this host; on CUDA, torch."
+    )
+    precision: Literal["auto", "bf16", "fp32", "int8"] = Field(
+        "auto", description="auto = torch: bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32; onnx: int8 "
+        "when the version's int8 export passed its quality gate, else fp32. bf16 is torch-only, int8 ONNX-only."
     )
     batch_max_messages: int = Field(64, ge=1, le=10_000, description="A micro-batch closes at this many messages...")
     batch_max_wait_ms: int = Field(250, ge=1, le=600_000, description="...or after this many milliseconds.")

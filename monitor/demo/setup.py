@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from finetune.args import TrainArgs
+from finetune.device import training_precision
 from monitor.alerts.rules import add_rule
 from monitor.core import db
 from monitor.core.errors import ConfigError
@@ -127,7 +128,8 @@ def train_demo_model(settings: Settings) -> TrainReport:
     """Fine-tune on the bundled sample corpus, validate on its held-out split, register as champion."""
     args = TrainArgs(data=[f"finpulse={SAMPLE_FILES[0]}"], validation_data=[f"finpulse={SAMPLE_FILES[1]}"],
                      models_dir=str(settings.models_dir), database_url=settings.database_url, promote=True,
-                     device=settings.device, precision=settings.precision, progress=True, **DEMO_TRAIN)
+                     device=settings.device, precision=training_precision(settings.precision), progress=True,
+                     **DEMO_TRAIN)
     started = time.monotonic()
     result = train_and_register(args)
     return TrainReport(result.version, result.path, time.monotonic() - started, result.metrics)

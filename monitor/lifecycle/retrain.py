@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from finetune.args import TrainArgs, load_config, parse_args
+from finetune.device import training_precision
 from finetune.examples import Example
 from finetune.model_dir import check_multitask_dir
 from finetune.train import TrainResult, train
@@ -165,9 +166,11 @@ def _train(settings: Settings, champion: ModelVersion, champion_dir: Path, examp
             log.info("champion %s is not a multi-task model; fine-tuning its encoder with new heads", champion.version)
             argv += ["--base-model", str(champion_dir)]
         chosen = load_config(config, TrainArgs) if config is not None else {}
-        for name in ("device", "precision"):
-            if name not in chosen:  # the serving device and precision unless the retraining config says otherwise
-                argv += [f"--{name}", str(getattr(settings, name))]
+        # the serving device and precision (int8 serves only) unless the retraining config says otherwise
+        if "device" not in chosen:
+            argv += ["--device", settings.device]
+        if "precision" not in chosen:
+            argv += ["--precision", training_precision(settings.precision)]
         if version:
             argv += ["--version", version]
         args = parse_args(TrainArgs, (["--config", str(config)] if config is not None else []) + argv,

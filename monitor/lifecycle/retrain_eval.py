@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def load_served(model_dir: Path, settings: Settings) -> Scorer:
-    return load_scorer(model_dir, device=settings.device, precision=settings.precision,
+    return load_scorer(model_dir, device=settings.device, precision=settings.precision, backend=settings.backend,
                        batch_size=settings.score_batch_size, max_length=settings.max_seq_length)
 
 

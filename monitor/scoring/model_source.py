@@ -54,8 +54,8 @@ class ModelSource:
 
     def load(self, model_dir: Path) -> Scorer:
         s = self.settings
-        return load_scorer(model_dir, device=s.device, precision=s.precision, batch_size=s.score_batch_size,
-                           max_length=s.max_seq_length)
+        return load_scorer(model_dir, device=s.device, precision=s.precision, backend=s.backend,
+                           batch_size=s.score_batch_size, max_length=s.max_seq_length)
 
     def current(self) -> Scorer:
         if self._scorer is None:

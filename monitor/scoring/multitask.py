@@ -15,10 +15,13 @@ from pathlib import Path
 import torch
 from transformers import BatchEncoding
 
+from finetune.evaluate import AnyModel
 from finetune.features import decode_bio, token_range
 from finetune.markup import drop_markup_entities
 from finetune.model import MultitaskModel
 from finetune.model_dir import check_multitask_dir
+from finetune.onnx_export import ensure_fp32_export
+from finetune.onnx_model import OnnxMultitaskModel
 from monitor.scoring.cashtags import find_cashtags
 from schemas.prediction import EntityPrediction, Prediction
 
@@ -32,9 +35,9 @@ def _probs(row: Sequence[float]) -> tuple[float, float, float]:
 
 
 class MultitaskBackend:
-    """monitor.scoring.scorer's Backend for finpulse's own model."""
+    """monitor.scoring.scorer's Backend for finpulse's own model, on torch or on ONNX Runtime (same interface)."""
 
-    def __init__(self, model: MultitaskModel) -> None:
+    def __init__(self, model: AnyModel) -> None:
         self.model = model
         self.device = next(model.parameters()).device
 
@@ -86,3 +89,15 @@ def load_backend(model_dir: Path, device: torch.device) -> MultitaskBackend:
     """Entry point used by :func:`monitor.scoring.scorer.load_scorer` for ``{"kind": "multitask"}`` directories."""
     check_multitask_dir(model_dir)
     return MultitaskBackend(MultitaskModel.load(Path(model_dir), device))
+
+
+def load_onnx_multitask(model_dir: Path, precision: str, threads: int) -> tuple[MultitaskBackend, str]:
+    """The ONNX export on ONNX Runtime (exported first if missing): int8 where its gate passed and ``precision``
+    allows, else fp32. Returns the backend and the precision it serves."""
+    info = ensure_fp32_export(Path(model_dir))
+    gate = info.get("int8_gate") or {}
+    served = "int8" if precision in ("auto", "int8") and info.get("int8") and gate.get("passed") else "fp32"
+    if precision in ("auto", "int8") and served == "fp32":
+        log.log(logging.WARNING if precision == "int8" else logging.INFO, "%s: serving ONNX fp32, not int8: %s",
+                Path(model_dir).name, gate.get("reason", "no gated int8 export"))
+    return MultitaskBackend(OnnxMultitaskModel.load(Path(model_dir), info, served, threads)), served

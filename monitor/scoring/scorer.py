@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +20,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Batc
 
 from finetune.device import resolve_device, resolve_dtype
 from finetune.model_dir import check_model_dir, read_manifest
-from monitor.core.errors import ModelLoadError
+from monitor.core.errors import ConfigError, ModelLoadError
+from monitor.scoring.backends import candidates, describe, race
 from monitor.scoring.cashtags import cashtag_entities
 from monitor.scoring.multitask import load_backend as load_multitask
+from monitor.scoring.multitask import load_onnx_multitask
 from schemas.prediction import SENTIMENT_LABELS, Prediction
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,8 @@ class Scorer:
     dtype: torch.dtype | None
     batch_size: int = 32
     max_length: int = 128
+    engine: str = "torch"  # torch or onnx
+    precision: str = "fp32"  # what serves: fp32, bf16, fp16 or int8
 
     def _autocast(self) -> Any:
         if self.dtype is None:
@@ -123,22 +128,48 @@ def load_scorer(
     *,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "torch",
     batch_size: int = 32,
     max_length: int = 128,
 ) -> Scorer:
-    """Load ``model_dir`` and smoke-test it on one text; raises :class:`ModelLoadError` with the fix."""
+    """Load ``model_dir`` on the engine that ``backend`` and ``precision`` pick (see :mod:`monitor.scoring.backends`)
+    and smoke-test it on one text; raises :class:`ModelLoadError` or :class:`ConfigError` with the fix."""
     model_dir = Path(model_dir)
     check_model_dir(model_dir)
-    manifest = read_manifest(model_dir)
     torch_device = resolve_device(device)
+    engines, why = candidates(model_dir, backend, precision, torch_device.type)
+    loaders = {engine: partial(_load_engine, model_dir, engine, torch_device, precision, batch_size, max_length)
+               for engine in engines}
+    if len(loaders) == 1:
+        scorer: Scorer = loaders[engines[0]]()
+        log.info("loaded model %s from %s: %s %s on %s (%s)", scorer.version, model_dir, scorer.engine,
+                 scorer.precision, torch_device, why)
+        return scorer
+    best, scorers, speed = race(loaders)
+    scorer = scorers[best]
+    log.info("loaded model %s from %s: backend auto chose %s %s: %s", scorer.version, model_dir, scorer.engine,
+             scorer.precision, describe(speed, {name: f"{s.engine} {s.precision}" for name, s in scorers.items()}))
+    return scorer
+
+
+def _load_engine(model_dir: Path, engine: str, torch_device: torch.device, precision: str, batch_size: int,
+                 max_length: int) -> Scorer:
+    manifest = read_manifest(model_dir)
+    dtype = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         backend: Backend
-        if manifest.get("kind") == "multitask":
-            backend = load_multitask(model_dir, torch_device)
+        if engine == "onnx":
+            backend, served = load_onnx_multitask(model_dir, precision, threads=torch.get_num_threads())
         else:
-            backend = SequenceClassificationBackend.load(model_dir, torch_device)
-    except ModelLoadError:
+            dtype = resolve_dtype(precision, torch_device)
+            served = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16") \
+                if dtype is not None else "fp32"
+            if manifest.get("kind") == "multitask":
+                backend = load_multitask(model_dir, torch_device)
+            else:
+                backend = SequenceClassificationBackend.load(model_dir, torch_device)
+    except (ModelLoadError, ConfigError):
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise ModelLoadError(f"{model_dir}: could not load model ({type(error).__name__}: {error})") from None
@@ -147,14 +178,14 @@ def load_scorer(
         version=str(manifest.get("version") or model_dir.name),
         tokenizer=tokenizer,
         backend=backend,
-        device=torch_device,
-        dtype=resolve_dtype(precision, torch_device),
+        device=torch_device if engine == "torch" else torch.device("cpu"),
+        dtype=dtype,
         batch_size=batch_size,
         max_length=max_length,
+        engine=engine,
+        precision=served,
     )
     smoke = scorer.score(["Smoke test: $ACME shares rise after results."])
     if len(smoke) != 1 or smoke[0].sentiment not in SENTIMENT_LABELS:
         raise ModelLoadError(f"{model_dir}: smoke check failed (got {smoke!r}); the model is not usable")
-    log.info("loaded model %s from %s on %s (%s)", scorer.version, model_dir, torch_device,
-             scorer.dtype or "fp32")
     return scorer

@@ -25,7 +25,7 @@ def minilm_model(corpus: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     train_file, valid_file = corpus
     return run_train("--data", f"finpulse={train_file}", "--validation-data", f"finpulse={valid_file}",
                      "--max-steps", "4", "--batch-size", "8", "--max-length", "24", "--version", "v-minilm",
-                     "--models-dir", str(tmp_path_factory.mktemp("models")))
+                     "--models-dir", str(tmp_path_factory.mktemp("models")), onnx=True)
 
 
 def test_saved_directory_is_complete(minilm_model: TrainResult) -> None:
@@ -52,6 +52,14 @@ def test_saved_directory_is_complete(minilm_model: TrainResult) -> None:
     assert 0 <= validation["sentiment"]["macro_f1"] <= 1 and 0 <= validation["ner"]["f1"] <= 1
     card = (path / "README.md").read_text()
     assert "all-MiniLM-L6-v2" in card and "macro_f1" in card and "train.jsonl" in card
+    # The ONNX export: files with their checksums in the manifest, and both gate measurements in metrics.json.
+    onnx = manifest["onnx"]
+    assert {"model.onnx", "entity_head.onnx"} <= names and onnx["fp32"]["file"] == "model.onnx"
+    assert all(len(onnx[part]["sha256"]) == 64 for part in ("fp32", "entity_head"))
+    gate = metrics["onnx"]["int8_gate"]
+    assert gate == onnx["int8_gate"] and gate["max_drop"] == 0.005
+    assert set(metrics["onnx"]["validation"]) == {"fp32", "int8"}
+    assert ("model.int8.onnx" in names) == gate["passed"] == (onnx["int8"] is not None)
 
 
 def test_scorer_serves_the_multitask_directory(minilm_model: TrainResult) -> None:

@@ -14,8 +14,10 @@ SAMPLE = Path(__file__).resolve().parents[2] / "finetune" / "sample_data"
 CONFIGS = Path(__file__).resolve().parents[2] / "finetune" / "configs"
 
 
-def run_train(*argv: str) -> TrainResult:
-    return train(parse_args(TrainArgs, ["--no-progress", "--database-url", "none", *argv], prog="finpulse train"))
+def run_train(*argv: str, onnx: bool = False) -> TrainResult:
+    """Train in-process; the ONNX export only where a test asks for it (it takes seconds even for a tiny model)."""
+    flags = ["--no-progress", "--database-url", "none", *([] if onnx else ["--no-onnx"])]
+    return train(parse_args(TrainArgs, [*flags, *argv], prog="finpulse train"))
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

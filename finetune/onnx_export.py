@@ -1,0 +1,201 @@
+"""ONNX export of the multi-task model, and int8 only under a quality gate.
+
+Two graphs go into the version directory, next to ``model.safetensors``:
+
+* ``model.onnx``: the encoder and the document and NER heads (inputs ``input_ids``, ``attention_mask``,
+  ``token_type_ids`` with dynamic batch and sequence axes; outputs ``sentiment``, ``ner``, ``hidden``, ``pooled``);
+* ``entity_head.onnx``: the entity-sentiment head over the same pass's ``hidden`` and ``pooled`` and the spans
+  that NER found (``span_index``), so entities and their sentiment still come from one encoder pass.
+
+``model.int8.onnx`` (dynamic quantization, int8 weights) is kept only when, on the model's own validation data,
+sentiment macro-F1, NER F1 and entity-sentiment macro-F1 each drop by at most ``MAX_DROP`` against the fp32 ONNX
+graph; otherwise it is deleted and the gate's reason is recorded. Every file is written under a temporary name and
+renamed, and its SHA-256 goes into the manifest, which the loader checks.
+
+The exporter is torch's dynamo exporter (``onnxscript``): the TorchScript exporter mistraces the attention of
+current transformers BERT models (outputs off by 0.3), the dynamo one agrees with torch to 1e-6.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from finetune.evaluate import evaluate, evaluate_dir
+from finetune.examples import Example
+from finetune.model import MultitaskModel
+from finetune.model_dir import read_manifest, write_manifest
+from finetune.onnx_model import ENTITY_HEAD, INPUTS, ONNX_FP32, ONNX_INT8, OnnxMultitaskModel
+from monitor.core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+MAX_DROP = 0.005
+GATED = (("sentiment", "macro_f1"), ("ner", "f1"), ("entity_sentiment", "macro_f1"))
+
+
+class _EncoderGraph(torch.nn.Module):
+    def __init__(self, model: MultitaskModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids, attention_mask, None, token_type_ids)
+        return out.sentiment, out.ner, out.hidden, out.pooled
+
+
+class _EntityHeadGraph(torch.nn.Module):
+    def __init__(self, model: MultitaskModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, hidden: torch.Tensor, pooled: torch.Tensor, span_index: torch.Tensor) -> torch.Tensor:
+        return self.model.span_logits(hidden, pooled, span_index)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _publish(tmp: Path, final: Path) -> dict[str, str]:
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+    return {"file": final.name, "sha256": sha256(final)}
+
+
+def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]],
+            dynamic: dict[str, dict[int, Any]], target: Path) -> dict[str, str]:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about every optional op library (torchvision) it lacks
+    with warnings.catch_warnings():  # and about deprecations of its own internals
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(tmp), input_names=names[0], output_names=names[1],
+                          dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
+    exporter_log.setLevel(level)
+    return _publish(tmp, target)
+
+
+def export_fp32(model: MultitaskModel, model_dir: Path) -> dict[str, Any]:
+    """Write ``model.onnx`` and ``entity_head.onnx`` (fp32, on the CPU) into ``model_dir``; return their files
+    and checksums for the manifest."""
+    model = model.float().cpu().eval()
+    batch, tokens = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("tokens", min=2, max=4096)
+    spans = torch.export.Dim("spans", min=1, max=65536)
+    ids = torch.tensor([[101, 2000, 2001, 102], [101, 2002, 102, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        out = model(ids, mask, None, torch.zeros_like(ids))
+        encoder = _export(_EncoderGraph(model), (ids, mask, torch.zeros_like(ids)),
+                          (list(INPUTS), ["sentiment", "ner", "hidden", "pooled"]),
+                          {name: {0: batch, 1: tokens} for name in INPUTS}, model_dir / ONNX_FP32)
+        head = _export(_EntityHeadGraph(model), (out.hidden, out.pooled, torch.tensor([[0, 1, 3], [1, 1, 2]])),
+                       (["hidden", "pooled", "span_index"], ["entity"]),
+                       {"hidden": {0: batch, 1: tokens}, "pooled": {0: batch}, "span_index": {0: spans}},
+                       model_dir / ENTITY_HEAD)
+    return {"fp32": encoder, "entity_head": head}
+
+
+def quantize_int8(model_dir: Path) -> dict[str, str]:
+    """Dynamic int8 quantization of ``model.onnx`` (int8 weights per channel, activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: only when exporting
+
+    target = model_dir / ONNX_INT8
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime logs a pre-processing hint on the root logger
+    quantize_dynamic(model_dir / ONNX_FP32, tmp, weight_type=QuantType.QInt8, per_channel=True)
+    return _publish(tmp, target)
+
+
+def gate(fp32: dict[str, Any], int8: dict[str, Any], max_drop: float = MAX_DROP) -> dict[str, Any]:
+    """Pass when no gated metric that the validation data measures drops by more than ``max_drop``."""
+    drops = {}
+    for task, key in GATED:
+        if key in fp32.get(task, {}) and key in int8.get(task, {}):
+            drops[f"{task}_{key}"] = round(float(fp32[task][key]) - float(int8[task][key]), 6)
+    failed = {name: drop for name, drop in drops.items() if drop > max_drop}
+    if not drops:
+        reason = "no validation data labels a gated task, so int8 cannot be judged; serving fp32"
+    elif failed:
+        reason = "int8 loses " + ", ".join(f"{name} {drop:.4f}" for name, drop in failed.items()) + \
+            f" (more than {max_drop}) on the validation data; serving fp32"
+    else:
+        reason = f"int8 within {max_drop} of fp32 on every gated metric"
+    return {"passed": bool(drops) and not failed, "reason": reason, "drops": drops, "max_drop": max_drop}
+
+
+def export_serving(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, model_dir: Path,
+                   validation: Sequence[Example], *, max_length: int, batch_size: int = 64,
+                   max_drop: float = MAX_DROP) -> dict[str, Any]:
+    """Export fp32, quantize, gate int8 on ``validation``; returns what the manifest and metrics.json record."""
+    info = export_fp32(model, model_dir)
+    info["int8"] = quantize_int8(model_dir)
+    fp32, int8 = (evaluate(OnnxMultitaskModel.load(model_dir, info, precision), tokenizer, validation,
+                           max_length=max_length, batch_size=batch_size) for precision in ("fp32", "int8"))
+    info["int8_gate"] = gate(fp32, int8, max_drop)
+    info["validation"] = {"fp32": fp32, "int8": int8}
+    if not info["int8_gate"]["passed"]:
+        (model_dir / ONNX_INT8).unlink()
+        info["int8"] = None
+    log.log(logging.INFO if info["int8_gate"]["passed"] else logging.WARNING, "ONNX export of %s: %s",
+            model_dir.name, info["int8_gate"]["reason"])
+    return info
+
+
+def ensure_fp32_export(model_dir: Path) -> dict[str, Any]:
+    """The manifest's ONNX record, exporting fp32 first when the directory has none (an older or foreign-trained
+    version). Without validation data no int8 is made: only a gated int8 is ever served."""
+    manifest = read_manifest(model_dir)
+    if manifest.get("onnx") and (model_dir / ONNX_FP32).is_file():
+        return dict(manifest["onnx"])
+    log.info("%s has no ONNX export; exporting fp32 now (once)", model_dir)
+    try:
+        info = export_fp32(MultitaskModel.load(model_dir), model_dir)
+    except OSError as error:
+        raise ModelLoadError(f"{model_dir}: cannot write the ONNX export ({error}); run `finpulse train` with a "
+                             "writable models directory or set FINPULSE_BACKEND=torch") from None
+    info["int8"] = None
+    info["int8_gate"] = {"passed": False, "reason": "exported at serving time, without validation data to gate "
+                         "int8; serving fp32", "drops": {}, "max_drop": MAX_DROP}
+    write_manifest(model_dir, {**read_manifest(model_dir), "onnx": info})
+    return info
+
+
+def evaluate_onnx_dir(model_dir: Path, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,
+                      max_length: int, batch_size: int, threads: int = 1) -> dict[str, Any]:
+    """Metrics of the ONNX export as it would serve: fp32, and int8 when its gate passed (``finpulse eval
+    --backend onnx``)."""
+    info = ensure_fp32_export(model_dir)
+    gate_record = info.get("int8_gate") or {}
+    served = ["fp32"] + (["int8"] if info.get("int8") and gate_record.get("passed") else [])
+    return {"int8_gate": gate_record, "served": served[-1], **{
+        precision: evaluate(OnnxMultitaskModel.load(model_dir, info, precision, threads), tokenizer, examples,
+                            max_length=max_length, batch_size=batch_size) for precision in served}}
+
+
+def compare_with_torch(model_dir: Path, examples: Sequence[Example], *, max_length: int,
+                       batch_size: int) -> dict[str, Any]:
+    """torch fp32 metrics with the ONNX export's beside them and the drop of each gated metric."""
+    report = evaluate_dir(model_dir, examples, device="cpu", precision="fp32", max_length=max_length,
+                          batch_size=batch_size)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    onnx = evaluate_onnx_dir(model_dir, tokenizer, examples, max_length=max_length, batch_size=batch_size)
+    drops = {precision: {f"{task}_{key}": round(float(report[task][key]) - float(onnx[precision][task][key]), 6)
+                         for task, key in GATED if key in report.get(task, {})}
+             for precision in ("fp32", "int8") if precision in onnx}
+    return {**report, "backend": "onnx", "onnx": onnx, "drop_vs_torch_fp32": drops}
