@@ -106,6 +106,16 @@ def _calibration_note(calibration: dict[str, Any] | None) -> str:
             "validation numbers above are optimistic): " + "; ".join(parts) + ".")
 
 
+def _onnx_note(onnx: dict[str, Any] | None) -> str:
+    if not onnx:
+        return "No ONNX export (trained with --no-onnx); one is made in fp32 on the first ONNX Runtime load."
+    gate = onnx.get("int8_gate") or {}
+    served = "`model.int8.onnx` (int8) is served on ONNX Runtime" if gate.get("passed") else \
+        "`model.onnx` (fp32) is served on ONNX Runtime; no int8"
+    return (f"ONNX export: `model.onnx` (fp32) and `entity_head.onnx`, SHA-256 in `finpulse_model.json`. {served}: "
+            f"{gate.get('reason', 'no gate record')}. Gate metrics of both: `metrics.json` (`onnx`).")
+
+
 def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
                data_summary: dict[str, Any]) -> str:
     validation = metrics.get("validation", {})
@@ -149,6 +159,9 @@ Tasks a source does not label are masked out of the loss.
 Steps: {metrics.get('steps')}, epochs: {_fmt(metrics.get('epochs'))}, precision: {metrics.get('precision')},
 device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds'))} s.
 {_calibration_note(metrics.get('calibration'))}
+
+## Serving engines
+{_onnx_note(info.get('onnx'))}
 
 ## Use
 `finpulse consume` with `FINPULSE_MODEL_DIR` set to this directory, or

@@ -33,6 +33,14 @@ def gate_summary(gate: dict[str, Any] | None) -> str:
     return " — ".join(str(part) for part in (decision, reason) if part is not None) or "see details"
 
 
+def int8_summary(metrics: dict[str, Any]) -> str:
+    """Whether the version serves int8 on ONNX Runtime, and why not (the int8 gate's decision at training)."""
+    gate = (metrics.get("onnx") or {}).get("int8_gate")
+    if not gate:
+        return "no ONNX export yet (fp32 is exported on first ONNX load)"
+    return ("int8 served — " if gate.get("passed") else "fp32 served — ") + str(gate.get("reason", ""))
+
+
 def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """Scalar metrics, nested dicts flattened to ``a.b`` keys (the table shows numbers only)."""
     out: dict[str, float] = {}
@@ -61,7 +69,8 @@ def registry_table(versions: list[dict[str, Any]]) -> None:
         row: dict[str, Any] = {"version": version["version"],
                                "status": STATUS_ICONS.get(version["status"], version["status"])}
         row.update(headline_metrics(version["metrics"] or {}))
-        row.update({"gate": gate_summary(version["gate"]), "labels up to": version["trained_until_label_id"],
+        row.update({"gate": gate_summary(version["gate"]), "ONNX": int8_summary(version["metrics"] or {}),
+                    "labels up to": version["trained_until_label_id"],
                     "parent": version["parent_version"], "created (UTC)": version["created_at"],
                     "promoted (UTC)": version["promoted_at"]})
         rows.append(row)

@@ -222,6 +222,9 @@ def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tupl
     assert "reject" in table.loc[table["version"] == "v3", "gate"].item()
     assert table.loc[table["version"] == "v2", "sentiment.macro_f1"].item() == 0.78
     assert "ner.f1" in table and "steps" not in table and "sentiment.per_class.negative.f1" not in table
+    assert table.loc[table["version"] == "v2", "ONNX"].item().startswith("int8 served")
+    assert table.loc[table["version"] == "v1", "ONNX"].item() == \
+        "fp32 served — int8 loses sentiment_macro_f1 0.0120 (more than 0.005)"
     assert any("Refused" in w.value for w in at.warning)  # no password login: no promotion
     env(url, auth="password")
     at = login(run_app(), PASSWORD)

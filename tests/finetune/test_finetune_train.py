@@ -58,7 +58,10 @@ def test_saved_directory_is_complete(minilm_model: TrainResult) -> None:
     assert all(len(onnx[part]["sha256"]) == 64 for part in ("fp32", "entity_head"))
     gate = metrics["onnx"]["int8_gate"]
     assert gate == onnx["int8_gate"] and gate["max_drop"] == 0.005
-    assert set(metrics["onnx"]["validation"]) == {"fp32", "int8"}
+    assert "fp32" in metrics["onnx"]["validation"] and gate["recipes"]  # every int8 recipe tried is recorded
+    assert [f"int8:{r['recipe']}" for r in gate["recipes"]] == sorted(set(metrics["onnx"]["validation"]) - {"fp32"},
+                                                                     key=[f"int8:{r['recipe']}" for r in
+                                                                          gate["recipes"]].index)
     assert ("model.int8.onnx" in names) == gate["passed"] == (onnx["int8"] is not None)
 
 

@@ -83,13 +83,14 @@ def test_eval_with_the_onnx_backend_prints_torch_and_onnx(exported: TrainResult,
 def test_the_int8_gate_refuses_a_model_that_int8_breaks(exported: TrainResult, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     # An outlier weight on a feature that is always zero: harmless in fp32, but int8 weights share one scale per
-    # output channel, so every other weight of the sentiment head rounds to zero and its predictions collapse.
+    # output channel, so every other weight of the last layer's FFN input rounds to zero. Every int8 recipe
+    # quantizes that layer, so every one must be refused.
     model = MultitaskModel.load(exported.path)
+    layer = model.encoder.encoder.layer[-1]
     with torch.no_grad():
-        norm = model.encoder.encoder.layer[-1].output.LayerNorm
-        norm.weight[0] = 0.0
-        norm.bias[0] = 0.0
-        model.sentiment_head.weight[:, 0] = 1000.0
+        layer.attention.output.LayerNorm.weight[0] = 0.0
+        layer.attention.output.LayerNorm.bias[0] = 0.0
+        layer.intermediate.dense.weight[:, 0] = 1000.0
     tokenizer = AutoTokenizer.from_pretrained(exported.path)
     validation = read_finpulse(SAMPLE / "validation.jsonl")
     target = tmp_path / "broken-int8"
@@ -98,15 +99,21 @@ def test_the_int8_gate_refuses_a_model_that_int8_breaks(exported: TrainResult, t
     tokenizer.save_pretrained(target)
     write_manifest(target, {**read_manifest(exported.path), "version": "broken-int8"})
     info = export_serving(model, tokenizer, target, validation, max_length=48)
-    fp32, int8 = (info["validation"][precision]["sentiment"]["macro_f1"] for precision in ("fp32", "int8"))
-    assert fp32 - int8 > 0.05, (fp32, int8)
-    assert not info["int8_gate"]["passed"] and "sentiment_macro_f1" in info["int8_gate"]["reason"]
+    recipes = info["int8_gate"]["recipes"]
+    assert [r["recipe"] for r in recipes] == ["all-matmuls", "attention+ffn-in", "ffn-in"]
+    assert not any(r["passed"] for r in recipes) and not info["int8_gate"]["passed"]
+    fp32 = info["validation"]["fp32"]
+    for recipe in recipes:
+        int8 = info["validation"][f"int8:{recipe['recipe']}"]
+        assert max(fp32[task][key] - int8[task][key] for task, key in
+                   (("sentiment", "macro_f1"), ("ner", "f1"), ("entity_sentiment", "macro_f1"))) > 0.005, recipe
     assert info["int8"] is None and not (target / "model.int8.onnx").exists()
+    assert "no int8 recipe kept quality" in info["int8_gate"]["reason"]
     write_manifest(target, {**read_manifest(target), "onnx": {k: v for k, v in info.items() if k != "validation"}})
     with caplog.at_level(logging.WARNING):
         scorer = load_scorer(target, backend="onnx", precision="int8", max_length=48)
     assert (scorer.engine, scorer.precision) == ("onnx", "fp32")  # asked for int8, refused by the gate
-    assert "serving ONNX fp32, not int8" in caplog.text and "sentiment_macro_f1" in caplog.text
+    assert "serving ONNX fp32, not int8" in caplog.text and "no int8 recipe kept quality" in caplog.text
 
 
 def test_the_gate_decides_on_the_largest_drop() -> None:
