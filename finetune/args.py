@@ -126,7 +126,7 @@ class EvalArgs(DataArgs):
         "Evaluate at most this many examples (seeded sample)."))
     backend: str = field(default="torch", metadata=_help(
         "torch, or onnx: evaluate the ONNX export (fp32, and int8 when the model has a gated one) and print its "
-        "metrics beside torch fp32's."))
+        "metrics beside torch fp32's (on the CPU; --device and --precision then apply to neither)."))
 
 
 def _base_type(hint: Any) -> tuple[Any, bool]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def check_multitask_dir(model_dir: Path) -> dict[str, Any]:
 def write_manifest(model_dir: Path, data: dict[str, Any]) -> None:
     """Replace the manifest atomically (a reader sees the old or the new one, never half of one)."""
     path = Path(model_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -18,9 +18,10 @@ current transformers BERT models (outputs off by 0.3), the dynamo one agrees wit
 
 from __future__ import annotations
 
-import hashlib
+import fcntl
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from finetune.evaluate import evaluate, evaluate_dir
 from finetune.examples import Example
 from finetune.model import MultitaskModel
 from finetune.model_dir import read_manifest, write_manifest
-from finetune.onnx_model import ENTITY_HEAD, INPUTS, ONNX_FP32, ONNX_INT8, OnnxMultitaskModel
+from finetune.onnx_model import ENTITY_HEAD, INPUTS, ONNX_FP32, ONNX_INT8, OnnxMultitaskModel, sha256
 from monitor.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -62,34 +63,36 @@ class _EntityHeadGraph(torch.nn.Module):
         return self.model.span_logits(hidden, pooled, span_index)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _temporary(target: Path) -> Path:
+    # Unique per writer: replicas share the models volume and may all run as PID 1 in their containers.
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
 def _publish(tmp: Path, final: Path) -> dict[str, str]:
+    """Hash and fsync the finished temporary file, then rename it into place (the digest is of what we wrote)."""
+    digest = sha256(tmp)
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, final)
-    return {"file": final.name, "sha256": sha256(final)}
+    return {"file": final.name, "sha256": digest}
 
 
 def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]],
             dynamic: dict[str, dict[int, Any]], target: Path) -> dict[str, str]:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = _temporary(target)
     exporter_log = logging.getLogger("torch.onnx")
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # its graph passes log every step at INFO
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it warns about every optional op library (torchvision) it lacks
-    with warnings.catch_warnings():  # and about deprecations of its own internals
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(tmp), input_names=names[0], output_names=names[1],
-                          dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
-    exporter_log.setLevel(level)
-    return _publish(tmp, target)
+    try:
+        with warnings.catch_warnings():  # and about deprecations of its own internals
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(tmp), input_names=names[0], output_names=names[1],
+                              dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
+        return _publish(tmp, target)
+    finally:
+        exporter_log.setLevel(level)
+        tmp.unlink(missing_ok=True)
 
 
 def export_fp32(model: MultitaskModel, model_dir: Path) -> dict[str, Any]:
@@ -147,15 +150,16 @@ def quantize_int8(model_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
 
     source, target = model_dir / ONNX_FP32, model_dir / ONNX_INT8
     keep_fp32 = [name for name, role in _matmul_roles(source).items() if role not in roles]
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = _temporary(target)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint on the root logger at every call
     try:
         quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep_fp32)
+        return _publish(tmp, target)
     finally:
         root.setLevel(level)
-    return _publish(tmp, target)
+        tmp.unlink(missing_ok=True)
 
 
 def gate(fp32: dict[str, Any], int8: dict[str, Any], max_drop: float = MAX_DROP) -> dict[str, Any]:
@@ -213,21 +217,27 @@ def export_serving(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mo
 
 def ensure_fp32_export(model_dir: Path) -> dict[str, Any]:
     """The manifest's ONNX record, exporting fp32 first when the directory has none (an older or foreign-trained
-    version). Without validation data no int8 is made: only a gated int8 is ever served."""
+    version). Without validation data no int8 is made: only a gated int8 is ever served. Consumers that find the
+    same version without an export at the same time take turns on a lock file: one exports, the others read."""
     manifest = read_manifest(model_dir)
-    if manifest.get("onnx") and (model_dir / ONNX_FP32).is_file():
+    if manifest.get("onnx", {}).get("fp32") and (model_dir / ONNX_FP32).is_file():
         return dict(manifest["onnx"])
-    log.info("%s has no ONNX export; exporting fp32 now (once)", model_dir)
     try:
-        info = export_fp32(MultitaskModel.load(model_dir), model_dir)
+        with (model_dir / ".onnx-export.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            manifest = read_manifest(model_dir)  # another process may have exported while we waited
+            if manifest.get("onnx", {}).get("fp32") and (model_dir / ONNX_FP32).is_file():
+                return dict(manifest["onnx"])
+            log.info("%s has no ONNX export; exporting fp32 now (once)", model_dir)
+            info = export_fp32(MultitaskModel.load(model_dir), model_dir)
+            info["int8"] = None
+            info["int8_gate"] = {"passed": False, "reason": "exported at serving time, without validation data to "
+                                 "gate int8", "drops": {}, "max_drop": MAX_DROP}
+            write_manifest(model_dir, {**manifest, "onnx": info})
+            return info
     except OSError as error:
         raise ModelLoadError(f"{model_dir}: cannot write the ONNX export ({error}); run `finpulse train` with a "
                              "writable models directory or set FINPULSE_BACKEND=torch") from None
-    info["int8"] = None
-    info["int8_gate"] = {"passed": False, "reason": "exported at serving time, without validation data to gate "
-                         "int8; serving fp32", "drops": {}, "max_drop": MAX_DROP}
-    write_manifest(model_dir, {**read_manifest(model_dir), "onnx": info})
-    return info
 
 
 def evaluate_onnx_dir(model_dir: Path, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], *,

@@ -34,13 +34,21 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _verified(model_dir: Path, entry: dict[str, str] | None, what: str) -> Path:
     if not entry:
         raise ModelLoadError(f"{model_dir}: the manifest records no {what} ONNX file; re-export it")
     path = model_dir / entry["file"]
     if not path.is_file():
         raise ModelLoadError(f"{model_dir}: {entry['file']} is missing; re-export it or set FINPULSE_BACKEND=torch")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256(path)
     if digest != entry.get("sha256"):
         raise ModelLoadError(f"{path}: SHA-256 {digest[:12]}… does not match the manifest's "
                              f"{str(entry.get('sha256'))[:12]}…; the file is damaged or was replaced, re-export it")

@@ -141,7 +141,9 @@ def onnx_variant(scorer: Scorer, precision: str, threads: int) -> Scorer | None:
 def precision_variants(scorer: Scorer, int8: bool) -> dict[str, Scorer]:
     """torch fp32 and bf16 (and torch dynamic int8), ONNX Runtime fp32 and int8 at the scoring thread count, and
     ONNX int8 on every core when that differs."""
-    torch_scorer = scorer if scorer.engine == "torch" else make_scorer(scorer.model_dir, Settings(), backend="torch")
+    torch_scorer = scorer if scorer.engine == "torch" else load_scorer(
+        scorer.model_dir, device=str(scorer.device), precision="fp32", backend="torch",
+        batch_size=scorer.batch_size, max_length=scorer.max_length)
     out = {"fp32": dataclasses.replace(torch_scorer, dtype=None, precision="fp32"),
            "bf16": dataclasses.replace(torch_scorer, dtype=torch.bfloat16, precision="bf16")}
     if int8 and torch_scorer.device.type == "cpu":

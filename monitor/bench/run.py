@@ -72,10 +72,11 @@ def bench_settings(options: BenchOptions) -> Settings:
     return base.model_copy(update=overrides) if overrides else base
 
 
-def worker_settings(settings: Settings, model_dir: Path) -> dict[str, Any]:
-    """What every worker process is told explicitly; the rest comes from the same environment."""
-    return {"model_dir": str(model_dir.resolve()), "device": settings.device, "precision": settings.precision,
-            "backend": settings.backend,
+def worker_settings(settings: Settings, model_dir: Path, scorer: Scorer) -> dict[str, Any]:
+    """What every worker process is told explicitly; the rest comes from the same environment. The engine and
+    precision are the ones the model-only phase measured, so the workers do not race the engines again."""
+    return {"model_dir": str(model_dir.resolve()), "device": settings.device, "precision": scorer.precision,
+            "backend": scorer.engine,
             "batch_max_messages": settings.batch_max_messages,
             "kafka_session_timeout_ms": 4000, "stats_interval_s": 3600.0}
 
@@ -140,7 +141,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
         "database": options.database_url or "sqlite (fresh file per phase)", "messages": len(messages),
     }
     with EmbeddedBroker(log_file=workdir / "tansu.log") as broker:
-        stage = Stage(broker.bootstrap, workdir, run_id, worker_settings(settings, model_dir),
+        stage = Stage(broker.bootstrap, workdir, run_id, worker_settings(settings, model_dir, scorer),
                       settings.kafka_partitions, options.database_url)
         report.update(streaming_rounds(stage, scorer, texts, micro, messages, rounds))
         e2e_rate = report["end_to_end"]["msgs_per_s"]

@@ -119,7 +119,14 @@ def run_drift(settings: Settings, slot: str | None, trigger: str = "cli") -> Any
 def _ensure_job(scheduler: BackgroundScheduler, job_id: str, func: str, spec: str) -> None:
     """Add or replace the job under its fixed id, keeping the stored next run time if the trigger is unchanged."""
     trigger = parse_spec(spec)
-    existing = scheduler.get_job(job_id)
+    try:
+        existing = scheduler.get_job(job_id)
+    except LookupError as error:
+        # The job store names the function by module path; a job stored by an older finpulse (before the modules
+        # moved, e.g. monitor.scheduler:scheduled_retrain) cannot be rebuilt. Replace it; the slot log keeps runs
+        # single.
+        log.warning("stored job %s names code that no longer exists (%s); replacing it", job_id, error)
+        existing = None
     keep = (existing is not None and str(existing.trigger) == str(trigger) and existing.kwargs == {"spec": spec}
             and existing.next_run_time is not None)
     extra: dict[str, Any] = {"next_run_time": existing.next_run_time} if keep and existing is not None else {}

@@ -20,7 +20,7 @@ from typing import Any
 from finetune.device import cpu_flags
 from finetune.model_dir import read_manifest
 from finetune.onnx_model import onnxruntime_available
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,15 @@ def candidates(model_dir: Path, backend: str, precision: str, device: str) -> tu
 def race(loaders: Mapping[str, Callable[[], Any]], rounds: int = 2) -> tuple[str, dict[str, Any], dict[str, float]]:
     """Load every candidate and time ``score(PROBE_TEXTS)`` alternately; return the fastest, all the loaded
     scorers and the messages per second of each (best round)."""
-    scorers = {name: load() for name, load in loaders.items()}
+    scorers, failed = {}, []
+    for name, load in loaders.items():
+        try:
+            scorers[name] = load()
+        except ModelLoadError as error:  # e.g. no export and a read-only model directory: the others still race
+            log.warning("backend auto: %s cannot serve this model (%s)", name, error)
+            failed.append(error)
+    if not scorers:
+        raise failed[-1]
     speed = dict.fromkeys(scorers, 0.0)
     for scorer in scorers.values():
         scorer.score(PROBE_TEXTS[:8])  # warm-up: first calls allocate and pick kernels

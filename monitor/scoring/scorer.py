@@ -162,7 +162,10 @@ def _load_engine(model_dir: Path, engine: str, torch_device: torch.device, preci
         if engine == "onnx":
             backend, served = load_onnx_multitask(model_dir, precision, threads=torch.get_num_threads())
         else:
-            dtype = resolve_dtype(precision, torch_device)
+            if precision == "int8":  # auto fell back to torch (CUDA, no onnxruntime, not a multi-task model)
+                log.warning("FINPULSE_PRECISION=int8 is an ONNX Runtime precision; torch serves %s in its automatic "
+                            "precision instead", model_dir.name)
+            dtype = resolve_dtype("auto" if precision == "int8" else precision, torch_device)
             served = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16") \
                 if dtype is not None else "fp32"
             if manifest.get("kind") == "multitask":
@@ -185,7 +188,11 @@ def _load_engine(model_dir: Path, engine: str, torch_device: torch.device, preci
         engine=engine,
         precision=served,
     )
-    smoke = scorer.score(["Smoke test: $ACME shares rise after results."])
+    try:
+        smoke = scorer.score(["Smoke test: $ACME shares rise after results."])
+    except Exception as error:  # noqa: BLE001  (onnxruntime's run errors share no base but Exception)
+        raise ModelLoadError(f"{model_dir}: the {engine} smoke test failed ({type(error).__name__}: "
+                             f"{str(error)[:200]}); the model is not usable") from None
     if len(smoke) != 1 or smoke[0].sentiment not in SENTIMENT_LABELS:
         raise ModelLoadError(f"{model_dir}: smoke check failed (got {smoke!r}); the model is not usable")
     return scorer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from monitor.core import db
@@ -136,6 +138,34 @@ def test_restart_keeps_a_missed_run_and_takes_a_changed_schedule(db_url: str, tm
         _ensure_job(again, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:30 3 * * *")
         job = again.get_job(RETRAIN_JOB_ID)
         assert job.next_run_time > utcnow() and (job.next_run_time.hour, job.next_run_time.minute) == (3, 30)
+    finally:
+        again.shutdown(wait=False)
+
+
+def test_a_job_stored_by_an_older_finpulse_is_replaced(db_url: str, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    settings = retrain_settings(db_url, tmp_path)
+    first = build_scheduler(settings)
+    first.start(paused=True)
+    _ensure_job(first, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:0 2 * * *")
+    first.shutdown(wait=False)
+    # Rewrite the stored job as finpulse stored it before its modules moved (APScheduler's own pickled state).
+    engine = db.make_engine(db_url)
+    with engine.begin() as connection:
+        row = connection.execute(text("SELECT job_state FROM apscheduler_jobs WHERE id = :id"),
+                                 {"id": RETRAIN_JOB_ID}).one()
+        state = pickle.loads(row[0])  # the job store's own format, written by this test
+        state["func"] = "monitor.scheduler:scheduled_retrain"
+        connection.execute(text("UPDATE apscheduler_jobs SET job_state = :state WHERE id = :id"),
+                           {"state": pickle.dumps(state), "id": RETRAIN_JOB_ID})
+    engine.dispose()
+    again = build_scheduler(settings)
+    again.start(paused=True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            _ensure_job(again, RETRAIN_JOB_ID, "monitor.lifecycle.scheduler:scheduled_retrain", "cron:0 2 * * *")
+        assert "names code that no longer exists" in caplog.text
+        assert again.get_job(RETRAIN_JOB_ID).func_ref == "monitor.lifecycle.scheduler:scheduled_retrain"
     finally:
         again.shutdown(wait=False)
 

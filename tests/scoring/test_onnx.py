@@ -194,3 +194,29 @@ def test_the_consumer_serves_with_torch_when_onnxruntime_is_missing(
         consumer.close()
     with pytest.raises(ModelLoadError, match="pip install onnxruntime"):
         load_scorer(exported.path, backend="onnx")
+
+
+def test_auto_serves_torch_when_the_onnx_export_cannot_load(exported: TrainResult, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    copy = copy_version(exported.path, tmp_path / "damaged-auto", "damaged-auto")
+    with (copy / "entity_head.onnx").open("ab") as handle:  # both ONNX precisions need the entity head
+        handle.write(b"\0")
+    with caplog.at_level(logging.WARNING):
+        scorer = load_scorer(copy, backend="auto", max_length=48)
+    assert scorer.engine == "torch" and "onnx cannot serve this model" in caplog.text
+
+
+def test_a_failed_export_keeps_the_trained_version(tiny_model_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_exporter(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected exporter failure")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", broken_exporter)
+        result = run_train("--data", f"finpulse={SAMPLE / 'train.jsonl'}", "--base-model", str(tiny_model_dir),
+                           "--max-steps", "2", "--max-length", "24", "--version", "kept",
+                           "--models-dir", str(tmp_path), onnx=True)
+    assert (result.path / "model.safetensors").is_file() and not list(result.path.glob("*.onnx"))
+    assert "injected exporter failure" in read_manifest(result.path)["onnx"]["error"]
+    scorer = load_scorer(result.path, backend="onnx")  # the first ONNX load exports fp32
+    assert (scorer.engine, scorer.precision) == ("onnx", "fp32") and (result.path / "model.onnx").is_file()
