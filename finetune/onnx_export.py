@@ -210,8 +210,9 @@ def export_serving(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mo
         info["int8_gate"]["reason"] = f"{kept['recipe']}: {kept['reason']}"
     info["int8_gate"]["recipes"] = [{k: v for k, v in t.items() if k != "metrics"} for t in tried]
     info["validation"] = {"fp32": fp32, **{f"int8:{t['recipe']}": t["metrics"] for t in tried}}
-    log.log(logging.INFO if info["int8_gate"]["passed"] else logging.WARNING, "ONNX export of %s: %s",
-            model_dir.name, info["int8_gate"]["reason"])
+    version = model_dir.name.lstrip(".").removesuffix(".tmp")  # training exports into the hidden staging folder
+    log.log(logging.INFO if info["int8_gate"]["passed"] else logging.WARNING, "ONNX export of %s: %s", version,
+            info["int8_gate"]["reason"])
     return info
 
 
