@@ -34,7 +34,7 @@ from finetune.evaluate import evaluate, evaluate_dir
 from finetune.examples import Example
 from finetune.model import MultitaskModel
 from finetune.model_dir import read_manifest, write_manifest
-from finetune.onnx_model import ENTITY_HEAD, INPUTS, ONNX_FP32, ONNX_INT8, OnnxMultitaskModel, sha256
+from finetune.onnx_model import ENTITY_HEAD, INPUTS, ONNX_FP32, ONNX_INT8, OnnxMultitaskModel, serves_int8, sha256
 from monitor.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -220,14 +220,17 @@ def ensure_fp32_export(model_dir: Path) -> dict[str, Any]:
     """The manifest's ONNX record, exporting fp32 first when the directory has none (an older or foreign-trained
     version). Without validation data no int8 is made: only a gated int8 is ever served. Consumers that find the
     same version without an export at the same time take turns on a lock file: one exports, the others read."""
+    def recorded(manifest: dict[str, Any]) -> bool:
+        return bool(manifest.get("onnx", {}).get("fp32")) and (model_dir / ONNX_FP32).is_file()
+
     manifest = read_manifest(model_dir)
-    if manifest.get("onnx", {}).get("fp32") and (model_dir / ONNX_FP32).is_file():
+    if recorded(manifest):
         return dict(manifest["onnx"])
     try:
         with (model_dir / ".onnx-export.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             manifest = read_manifest(model_dir)  # another process may have exported while we waited
-            if manifest.get("onnx", {}).get("fp32") and (model_dir / ONNX_FP32).is_file():
+            if recorded(manifest):
                 return dict(manifest["onnx"])
             log.info("%s has no ONNX export; exporting fp32 now (once)", model_dir)
             info = export_fp32(MultitaskModel.load(model_dir), model_dir)
@@ -246,9 +249,8 @@ def evaluate_onnx_dir(model_dir: Path, tokenizer: PreTrainedTokenizerBase, examp
     """Metrics of the ONNX export as it would serve: fp32, and int8 when its gate passed (``finpulse eval
     --backend onnx``)."""
     info = ensure_fp32_export(model_dir)
-    gate_record = info.get("int8_gate") or {}
-    served = ["fp32"] + (["int8"] if info.get("int8") and gate_record.get("passed") else [])
-    return {"int8_gate": gate_record, "served": served[-1], **{
+    served = ["fp32", "int8"] if serves_int8(info) else ["fp32"]
+    return {"int8_gate": info.get("int8_gate") or {}, "served": served[-1], **{
         precision: evaluate(OnnxMultitaskModel.load(model_dir, info, precision, threads), tokenizer, examples,
                             max_length=max_length, batch_size=batch_size) for precision in served}}
 

@@ -25,6 +25,11 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PRECISIONS = ("fp32", "int8")
 
 
+def serves_int8(info: dict[str, Any]) -> bool:
+    """Whether a version's ONNX record has an int8 graph that passed its quality gate (the only int8 ever served)."""
+    return bool(info.get("int8") and (info.get("int8_gate") or {}).get("passed"))
+
+
 def onnxruntime_available() -> bool:
     """Whether ``import onnxruntime`` works (an optional dependency: torch serves without it)."""
     try:

@@ -9,15 +9,12 @@ benchmark's producer does not share its interpreter (GIL).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from monitor.bench.probe import CommitRecorder, RssSampler, peak_rss_kib, rss_kib, thread_cpu_s, write_json
-from monitor.core.logs import setup_logging
+from monitor.bench.probe import CommitRecorder, RssSampler, peak_rss_kib, rss_kib, thread_cpu_s, worker_main
 from monitor.core.settings import load_settings
 from monitor.stream.consumer import NewsConsumer
 
@@ -49,12 +46,5 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    setup_logging(job.get("log_level", "WARNING"))
-    write_json(Path(job["out"]), run_job(job))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(worker_main(run_job, sys.argv[1:]))

@@ -149,10 +149,10 @@ def precision_variants(scorer: Scorer, int8: bool) -> dict[str, Scorer]:
     if int8 and torch_scorer.device.type == "cpu":
         out["int8-dynamic"] = quantized(torch_scorer)
     threads, cores = torch.get_num_threads(), usable_cores()
-    for name, precision, n in (("onnx-fp32", "fp32", threads), ("onnx-int8", "int8", threads),
-                               (f"onnx-int8-{cores}t", "int8", cores)):
-        if n == threads and name.endswith("t") and cores == threads:
-            continue
+    onnx = [("onnx-fp32", "fp32", threads), ("onnx-int8", "int8", threads)]
+    if cores != threads:
+        onnx.append((f"onnx-int8-{cores}t", "int8", cores))
+    for name, precision, n in onnx:
         variant = onnx_variant(torch_scorer, precision, n)
         if variant is not None:
             out[name] = variant

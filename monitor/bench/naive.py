@@ -16,7 +16,6 @@ of the serving design.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -30,9 +29,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from finetune.device import configure_threads
 from finetune.model import MultitaskModel
 from finetune.model_dir import read_manifest
-from monitor.bench.probe import peak_rss_kib, write_json
+from monitor.bench.probe import peak_rss_kib, worker_main
 from monitor.core import db
-from monitor.core.logs import setup_logging
 from monitor.core.settings import Settings, load_settings
 from monitor.stream.records import record_time
 from schemas.news import News, NewsIn
@@ -138,12 +136,5 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"variants": results}
 
 
-def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    setup_logging(job.get("log_level", "WARNING"))
-    write_json(Path(job["out"]), run_job(job))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(worker_main(run_job, sys.argv[1:]))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from monitor.core.logs import setup_logging
 from schemas.news import News
 
 log = logging.getLogger(__name__)
@@ -146,3 +147,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     tmp.replace(path)
+
+
+def worker_main(run_job: Callable[[dict[str, Any]], dict[str, Any]], argv: Sequence[str]) -> int:
+    """The ``python -m`` entry of a benchmark worker process: read the job file ``argv[0]``, log at its level, run
+    the job, write its result to the job's ``out`` file."""
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    setup_logging(job.get("log_level", "WARNING"))
+    write_json(Path(job["out"]), run_job(job))
+    return 0

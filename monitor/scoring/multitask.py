@@ -21,7 +21,7 @@ from finetune.markup import drop_markup_entities
 from finetune.model import MultitaskModel
 from finetune.model_dir import check_multitask_dir
 from finetune.onnx_export import ensure_fp32_export
-from finetune.onnx_model import OnnxMultitaskModel
+from finetune.onnx_model import OnnxMultitaskModel, serves_int8
 from monitor.scoring.cashtags import find_cashtags
 from schemas.prediction import EntityPrediction, Prediction
 
@@ -95,9 +95,8 @@ def load_onnx_multitask(model_dir: Path, precision: str, threads: int) -> tuple[
     """The ONNX export on ONNX Runtime (exported first if missing): int8 where its gate passed and ``precision``
     allows, else fp32. Returns the backend and the precision it serves."""
     info = ensure_fp32_export(Path(model_dir))
-    gate = info.get("int8_gate") or {}
-    served = "int8" if precision in ("auto", "int8") and info.get("int8") and gate.get("passed") else "fp32"
+    served = "int8" if precision in ("auto", "int8") and serves_int8(info) else "fp32"
     if precision in ("auto", "int8") and served == "fp32":
         log.log(logging.WARNING if precision == "int8" else logging.INFO, "%s: serving ONNX fp32, not int8: %s",
-                Path(model_dir).name, gate.get("reason", "no gated int8 export"))
+                Path(model_dir).name, (info.get("int8_gate") or {}).get("reason", "no gated int8 export"))
     return MultitaskBackend(OnnxMultitaskModel.load(Path(model_dir), info, served, threads)), served

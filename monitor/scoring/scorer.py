@@ -29,6 +29,7 @@ from schemas.prediction import SENTIMENT_LABELS, Prediction
 
 log = logging.getLogger(__name__)
 
+DTYPE_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # autocast dtype -> precision
 _LABEL_ALIASES = {
     "negative": 0, "neg": 0, "bearish": 0,
     "neutral": 1, "neu": 1,
@@ -166,8 +167,7 @@ def _load_engine(model_dir: Path, engine: str, torch_device: torch.device, preci
                 log.warning("FINPULSE_PRECISION=int8 is an ONNX Runtime precision; torch serves %s in its automatic "
                             "precision instead", model_dir.name)
             dtype = resolve_dtype("auto" if precision == "int8" else precision, torch_device)
-            served = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16") \
-                if dtype is not None else "fp32"
+            served = DTYPE_NAMES[dtype]
             if manifest.get("kind") == "multitask":
                 backend = load_multitask(model_dir, torch_device)
             else:
