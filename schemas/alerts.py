@@ -222,6 +222,8 @@ class Notification(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(default="pending", max_length=16, description="pending|sending|sent|failed")
     attempts: int = 0
+    lease_token: str | None = Field(default=None, max_length=36,
+                                    description="Fencing token of the sender holding the lease.")
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

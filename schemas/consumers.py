@@ -26,5 +26,8 @@ class ConsumerHeartbeat(SQLModel, table=True):
     lag: int | None = Field(default=None, description="Messages behind the end of its partitions; None = unknown")
     messages_per_s: float = 0.0
     model_version: str | None = Field(default=None, max_length=100)
+    status: str = Field(default="ok", max_length=32,
+                        description="ok | database_retrying | broker_reconnecting | model_refused")
+    detail: str | None = Field(default=None, max_length=500, description="Why it is degraded, one line.")
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

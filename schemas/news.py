@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, ConfigDict, field_validator
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
 from schemas.types import UTCDateTime, utcnow
@@ -87,7 +87,9 @@ class News(NewsBase, table=True):
 
     __tablename__ = "news"
     __table_args__ = (
-        UniqueConstraint("kafka_topic", "kafka_partition", "kafka_offset", name="uq_news_kafka_coordinates"),
+        # Not unique: the news id is the idempotency key. Coordinates repeat when a topic is recreated (the
+        # embedded broker keeps topics in memory only), and new stories at old offsets are new stories.
+        Index("ix_news_kafka_coordinates", "kafka_topic", "kafka_partition", "kafka_offset"),
         Index("ix_news_scored_at", "scored_at"),
         Index("ix_news_confidence", "confidence"),
     )

@@ -31,6 +31,9 @@ class ModelVersion(SQLModel, table=True):
     gate: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     trained_until_label_id: int | None = Field(default=None, description="Newest labelled_news.id it trained on.")
     notes: str | None = Field(default=None, max_length=2000)
+    refused_at: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                        description="When a consumer or promotion found it unservable.")
+    refused_reason: str | None = Field(default=None, max_length=1000)
 
 
 class LabelledNews(SQLModel, table=True):

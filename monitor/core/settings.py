@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for SSL.")
     kafka_ssl_certfile: Path | None = Field(None, description="Client certificate for SSL.")
     kafka_ssl_keyfile: Path | None = Field(None, description="Client key for SSL.")
+    kafka_group_instance_id: str | None = Field(None, max_length=200, description=(
+        "Static group membership (KIP-345): a stable, unique name per consumer (e.g. the container's host name) "
+        "lets a restarted consumer take its partitions back at once instead of waiting out its old session."))
     broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker (`finpulse broker`).")
 
     # --- Database ----------------------------------------------------------------------------------------
@@ -88,6 +91,16 @@ class Settings(BaseSettings):
         "Seconds between throughput/lag log lines (and consumer heartbeats for the dashboard's lag tile)."))
     model_poll_interval_s: float = Field(30.0, gt=0, description="Seconds between checks for a new champion.")
 
+    # --- Failure behaviour -------------------------------------------------------------------------------
+    outage_deadline_s: float = Field(900.0, gt=0, description=(
+        "How long the consumer rides out an unreachable database or broker (retrying with back-off, partitions "
+        "paused) before it exits non-zero with one line for the orchestrator."))
+    retry_max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between two retries of an outage.")
+    poison_max_crashes: int = Field(3, ge=1, le=100, description=(
+        "Process crashes on the same message before it is dead-lettered as crash_loop."))
+    health_dir: Path = Field(Path("./var/health"), description=(
+        "Where each consumer writes its health state for `finpulse health` (readable while the database is down)."))
+
     # --- Signals and alerts ------------------------------------------------------------------------------
     signal_bucket_s: int = Field(300, ge=10, description="Width of a signal time bucket in seconds.")
     signal_baseline_days: float = Field(7.0, gt=0, description="Trailing baseline for z-scores and volume ratios.")
@@ -99,6 +112,8 @@ class Settings(BaseSettings):
     notify_secrets_file: Path | None = Field(None, description="File of Apprise URLs, one per line.")
     notify_max_attempts: int = Field(5, ge=1, le=50, description="Delivery attempts per notification.")
     notify_backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each attempt.")
+    notify_lease_s: float = Field(120.0, gt=0, description=(
+        "A sender's claim on a notification; renewed while a slow send runs, taken over after a sender died."))
 
     # --- Dashboard ---------------------------------------------------------------------------------------
     dashboard_port: int = Field(8501, ge=1, le=65535, description="Port of `finpulse dashboard`.")
