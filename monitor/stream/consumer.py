@@ -120,6 +120,9 @@ class NewsConsumer:
             "heartbeat_interval_ms": max(100, min(3000, s.kafka_session_timeout_ms // 6)),
             "max_poll_interval_ms": s.kafka_max_poll_interval_ms,
             "max_poll_records": s.batch_max_messages,
+            # Static membership (KIP-345): a restarted member with the same instance id takes its partitions back
+            # at once, without a rebalance or waiting out the dead process's session.
+            "group_instance_id": s.kafka_group_instance_id,
         }
 
     def connect(self) -> Any:
