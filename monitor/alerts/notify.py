@@ -3,9 +3,17 @@
 Why an outbox in the database rather than an in-memory queue: the alert evaluator writes the ``notification``
 rows in the same transaction as the alert state, so a crash between "alert fired" and "message sent" loses
 nothing, and a dead endpoint only ever costs this background thread time, never the consumer's. The
-:class:`Notifier` thread claims due rows (a lease, so a crashed sender's rows are retried and two consumers never
-send the same row twice), sends, and records ``sent``/``failed``, attempts, the last error and timestamps.
-Retries back off exponentially: ``notify_backoff_s * 2**(attempt-1)``, up to ``notify_max_attempts``.
+:class:`Notifier` thread claims due rows, sends, and records ``sent``/``failed``, attempts, the last error and
+timestamps. Retries back off exponentially: ``notify_backoff_s * 2**(attempt-1)``, up to ``notify_max_attempts``.
+
+Exactly one delivery per row, across consumer processes (:mod:`monitor.alerts.outbox` holds the SQL): a claim
+leases the row for ``notify_lease_s`` under a fresh fencing token (uuid4 in ``lease_token``); while the sends run,
+a small thread renews the lease every lease/3 seconds, so a slow but alive sender keeps its rows; right before
+sending, the claim is re-checked (and renewed); and the outcome is written only where ``id`` and the token still
+match. A sender that died stops renewing, so its rows are taken over once the lease runs out; if it was only
+stalled, its late renewal or outcome is refused (a warning naming the notification id) and never overwrites the
+new owner's. The one gap left: a send whose renewals cannot reach the database for a whole lease (a database
+outage, a frozen process) may be sent again by the next owner, since an HTTP endpoint cannot check the token.
 
 Channel URLs (which often embed tokens) never enter the database or the logs: a channel *name* is resolved at
 send time from ``FINPULSE_NOTIFY_<NAME>`` (one or more URLs, comma separated) or a ``name=url`` line of
@@ -19,14 +27,15 @@ import os
 import re
 import threading
 import warnings
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import apprise
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
+from monitor.alerts import outbox
 from monitor.core.db import session_scope
 from monitor.core.settings import Settings
 from schemas.alerts import Notification
@@ -35,7 +44,6 @@ from schemas.types import utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_CHANNEL = "default"
-LEASE_S = 120.0  # a claimed row is retried after this if its sender died mid-send
 _NAMED_LINE_RE = re.compile(r"^([a-z0-9][a-z0-9_\-]*)\s*=\s*(\S+://\S*)$", re.IGNORECASE)
 _CREDENTIALS_RE = re.compile(r"(\w+://)[^\s/@]+@")
 _QUERY_RE = re.compile(r"(\w+://[^\s?]+)\?\S*")
@@ -190,59 +198,52 @@ class Notifier:
         with self._lock:
             self._thread = None
 
-    def _claim(self, now: datetime) -> list[Notification]:
-        lease_until = now + timedelta(seconds=LEASE_S)
-        claimed = []
-        with session_scope(self.engine) as session:
-            due = session.execute(
-                select(Notification)
-                .where(col(Notification.status).in_(("pending", "sending")), col(Notification.next_attempt_at) <= now)
-                .order_by(col(Notification.next_attempt_at), col(Notification.id)).limit(self.batch)
-            ).scalars().all()
-            for row in due:
-                # Conditional update = the claim; another sender that got there first makes rowcount 0.
-                result = session.execute(
-                    update(Notification).where(
-                        col(Notification.id) == row.id, col(Notification.status) == row.status,
-                        col(Notification.attempts) == row.attempts,
-                    ).values(status="sending", attempts=row.attempts + 1, next_attempt_at=lease_until,
-                             updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(row)
-            session.expunge_all()
-        return claimed
-
     def drain_once(self) -> int:
-        """Send every due notification once; returns how many were attempted."""
-        claimed = self._claim(utcnow())
-        for row in claimed:
-            attempt = row.attempts + 1
-            urls = channel_urls(row.channel, self.settings)
-            error = send(urls, row.title, row.body, row.kind)
-            if error and not urls:
-                error = (f"channel '{row.channel}' is not configured: set FINPULSE_NOTIFY_"
-                         f"{re.sub(r'[^A-Za-z0-9]', '_', row.channel).upper()} or add '{row.channel}=URL' "
-                         "to the notify secrets file")
-            self._record(row, attempt, error)
-        return len(claimed)
+        """Send every due notification once; returns how many were claimed."""
+        lease_s = self.settings.notify_lease_s
+        claims = outbox.claim_due(self.engine, utcnow(), lease_s, self.batch)
+        if claims:
+            with outbox.LeaseKeeper(self.engine, lease_s, claims) as keeper:
+                for claim in claims:
+                    self.deliver(claim, keeper)
+        return len(claims)
 
-    def _record(self, row: Notification, attempt: int, error: str | None) -> None:
-        now = utcnow()
+    def deliver(self, claim: outbox.Claim, keeper: outbox.LeaseKeeper) -> None:
+        """Send one claimed row, unless its claim was taken over meanwhile, and record the outcome."""
+        row = claim.row
+        if not keeper.confirm(claim):
+            log.warning("notification %s: claim taken over by another sender before sending; not sent here", row.id)
+            return
+        urls = channel_urls(row.channel, self.settings)
+        error = send(urls, row.title, row.body, row.kind)
+        if error and not urls:
+            error = (f"channel '{row.channel}' is not configured: set FINPULSE_NOTIFY_"
+                     f"{re.sub(r'[^A-Za-z0-9]', '_', row.channel).upper()} or add '{row.channel}=URL' "
+                     "to the notify secrets file")
+        keeper.release(claim)
+        self.record(claim, error)
+
+    def record(self, claim: outbox.Claim, error: str | None) -> bool:
+        """Record the outcome of ``claim``; False (and a warning) when another sender holds the row now."""
+        row, attempt, now = claim.row, claim.attempt, utcnow()
         values: dict[str, object] = {"attempts": attempt, "updated_at": now, "last_error": error}
         if error is None:
             values.update(status="sent", sent_at=now)
-            log.info("notification %s (%s, alert %s) sent to channel %s", row.id, row.kind, row.alert_id, row.channel)
         elif attempt >= self.settings.notify_max_attempts:
             values.update(status="failed")
-            log.warning("notification %s to channel %s failed for good after %d attempts: %s",
-                        row.id, row.channel, attempt, error)
         else:
             delay = self.settings.notify_backoff_s * 2 ** (attempt - 1)
             values.update(status="pending", next_attempt_at=now + timedelta(seconds=delay))
+        if not outbox.finish(self.engine, claim, values):
+            log.warning("notification %s: its lease was taken over by another sender; this sender's outcome (%s, "
+                        "attempt %d) is not recorded", row.id, values["status"], attempt)
+            return False
+        if error is None:
+            log.info("notification %s (%s, alert %s) sent to channel %s", row.id, row.kind, row.alert_id, row.channel)
+        elif values["status"] == "failed":
+            log.warning("notification %s to channel %s failed for good after %d attempts: %s",
+                        row.id, row.channel, attempt, error)
+        else:
             log.info("notification %s to channel %s failed (attempt %d, retry in %.1f s): %s",
-                     row.id, row.channel, attempt, delay, error)
-        with session_scope(self.engine) as session:
-            session.execute(update(Notification).where(col(Notification.id) == row.id).values(**values)
-                            .execution_options(synchronize_session=False))
+                     row.id, row.channel, attempt, self.settings.notify_backoff_s * 2 ** (attempt - 1), error)
+        return True

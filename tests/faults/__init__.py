@@ -1,0 +1,1 @@
+"""Fault-injection tests: real broker, real databases, real model, injected faults."""
