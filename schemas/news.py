@@ -6,7 +6,7 @@ Model family as in full-stack-fastapi-template: ``NewsBase -> NewsIn -> News(tab
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, ConfigDict, field_validator
@@ -19,6 +19,23 @@ TICKER_RE = re.compile(r"^[A-Z][A-Z0-9]{0,9}([.\-][A-Z0-9]{1,4})?$")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 HEADLINE_MAX = 1000
 BODY_STORE_MAX = 20_000
+# Publish times outside this range are producer bugs (0001-01-01, 9999-12-31), and they overflow the window
+# arithmetic of de-duplication and signals; they are refused at the door rather than failing the database write.
+PUBLISHED_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+PUBLISHED_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+_TEXT_FIELDS = ("id", "source", "headline", "body", "url", "language")
+
+
+def unstorable(text: str) -> str | None:
+    """Why a database cannot store ``text`` (PostgreSQL text refuses NUL; UTF-8 has no lone surrogates), or None."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which PostgreSQL text cannot store; remove it at the producer"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (f"contains a lone UTF-16 surrogate at character {error.start}, which is not valid UTF-8; "
+                "send the character as a proper surrogate pair or drop it")
+    return None
 
 
 class NewsBase(SQLModel):
@@ -40,6 +57,25 @@ class NewsIn(NewsBase):
 
     published_at: AwareDatetime
     tickers: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator(*_TEXT_FIELDS)
+    @classmethod
+    def _storable_text(cls, value: str | None) -> str | None:
+        if value is not None and (problem := unstorable(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("published_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        try:
+            in_range = PUBLISHED_MIN <= value <= PUBLISHED_MAX
+        except OverflowError:  # 0001-01-01T00:00+14:00 cannot even be converted to UTC
+            in_range = False
+        if not in_range:
+            raise ValueError(f"published_at {value.isoformat()} is outside {PUBLISHED_MIN:%Y}-{PUBLISHED_MAX:%Y}; "
+                             "send the story's real publish time")
+        return value
 
     @field_validator("tickers", mode="before")
     @classmethod

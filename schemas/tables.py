@@ -9,6 +9,6 @@ from schemas.retraining import DriftReport, JobLock, JobRun
 from schemas.signals import EntitySignal, NewsEntity
 
 __all__ = [
-    "Alert", "AlertRule", "AlertSilence", "AlertState", "ConsumerHeartbeat", "DeliveryAttempt", "DriftReport", "EntitySignal", "JobLock",
-    "JobRun", "LabelledNews", "ModelVersion", "News", "NewsEntity", "Notification",
+    "Alert", "AlertRule", "AlertSilence", "AlertState", "ConsumerHeartbeat", "DeliveryAttempt", "DriftReport",
+    "EntitySignal", "JobLock", "JobRun", "LabelledNews", "ModelVersion", "News", "NewsEntity", "Notification",
 ]

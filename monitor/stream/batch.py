@@ -22,8 +22,9 @@ from monitor.core.settings import Settings
 from monitor.scoring.model_source import ScorerSource
 from monitor.scoring.scorer import Scorer
 from monitor.stream.dead_letter import DeadLetterPublisher
+from monitor.stream.isolate import ScorerUnavailable, score_isolating
 from monitor.stream.records import KafkaRecord, coordinates, record_time
-from monitor.stream.sink import NewsSink
+from monitor.stream.sink import FlushResult, NewsSink
 from monitor.stream.validate import Rejection, validate_value
 from schemas.news import News, NewsIn
 from schemas.prediction import Prediction
@@ -84,6 +85,8 @@ class PreparedBatch:
     result: BatchResult
     started: float
     dropped: set[tuple[str, int]] = field(default_factory=set)  # partitions revoked while in flight
+    score_failures: dict[int, str] = field(default_factory=dict)  # index in ``valid`` -> why the model failed
+    stored: FlushResult | None = None  # set once the sink wrote the batch, so a retry does not write it again
 
     def drop(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Abandon the records of ``partitions`` (revoked): they are neither written nor committed. Returns the
@@ -108,61 +111,89 @@ class BatchProcessor:
     def split(self, records: Sequence[KafkaRecord]) -> list[tuple[KafkaRecord, NewsIn]]:
         """Valid messages (first of each news id); the rest are sent to the dead-letter topic."""
         valid: list[tuple[KafkaRecord, NewsIn]] = []
-        seen: set[str] = set()
+        seen: dict[str, NewsIn] = {}
         for record in records:
             outcome = validate_value(record.value, self.settings.max_message_bytes)
             if isinstance(outcome, Rejection):
                 self.dead_letters.send(record, outcome)
-            elif outcome.id in seen:
-                log.info("%s: news id %r already in this batch; keeping the first", coordinates(record), outcome.id)
-            else:
-                seen.add(outcome.id)
+            elif outcome.id not in seen:
+                seen[outcome.id] = outcome
                 valid.append((record, outcome))
+            elif outcome != seen[outcome.id]:
+                self.dead_letters.send(record, Rejection(
+                    "conflicting_duplicate", f"news id {outcome.id!r} appears earlier in this batch with other "
+                    "content; first write wins", "validate"))
+            else:
+                log.info("%s: news id %r already in this batch; keeping the first", coordinates(record), outcome.id)
         return valid
 
-    def prepare(self, records: Sequence[KafkaRecord]) -> PreparedBatch:
-        """Validate, dead-letter (acknowledged before returning) and choose the model for the batch."""
+    def prepare(self, records: Sequence[KafkaRecord], poisoned: Sequence[tuple[KafkaRecord, int]] = ()
+                ) -> PreparedBatch:
+        """Validate, queue dead letters and choose the model for the batch. ``poisoned`` records (the process died
+        on each of them ``n`` times, :mod:`monitor.stream.crash_guard`) are dead-lettered and committed past."""
         started = time.perf_counter()
-        result = BatchResult(records=len(records))
-        for record in records:
+        result = BatchResult(records=len(records) + len(poisoned))
+        for record, crashes in poisoned:
+            self.dead_letters.send(record, Rejection(
+                "crash_loop", f"the consumer process died {crashes} times while processing this message", "process"))
+        for record in [*records, *(record for record, _ in poisoned)]:
             key = (record.topic, record.partition)
             result.next_offsets[key] = max(result.next_offsets.get(key, 0), record.offset + 1)
-        valid = self.split(records)
-        result.dead_lettered = self.dead_letters.flush()
+        valid = self.split(records)  # letters are acknowledged in write(), before the offsets are committed
         texts = [news.model_text(self.settings.body_max_chars) for _, news in valid]
         scorer = self.scorers.current() if valid else None  # between batches: one model version per batch
         return PreparedBatch(list(records), valid, texts, scorer, result, started)
 
-    def score(self, batch: PreparedBatch) -> list[Prediction]:
-        """Run the model over the batch's texts; thread-safe as long as one thread scores at a time."""
+    def score(self, batch: PreparedBatch) -> list[Prediction | None]:
+        """Run the model over the batch's texts; thread-safe as long as one thread scores at a time.
+
+        Texts that make the model fail are isolated (None, with the reason in ``batch.score_failures``); raises
+        :class:`ScorerUnavailable` when the model fails on everything."""
         if batch.scorer is None:
             return []
         score_started = time.perf_counter()
         try:
-            predictions = batch.scorer.score(batch.texts)
-        except Exception:
+            predictions, batch.score_failures = score_isolating(batch.scorer, batch.texts)
+        except ScorerUnavailable:
             log.error("scoring failed for batch %s", batch_span([r for r, _ in batch.valid]))
             raise
         batch.result.score_ms = (time.perf_counter() - score_started) * 1000
         return predictions
 
-    def write(self, batch: PreparedBatch, predictions: Sequence[Prediction]) -> BatchResult:
-        """Store the scored rows in one transaction; raises (and leaves offsets uncommitted) if that fails."""
+    def write(self, batch: PreparedBatch, predictions: Sequence[Prediction | None]) -> BatchResult:
+        """Store the scored rows and dead-letter what could not be scored or stored, then return the result.
+
+        Raises (offsets stay uncommitted) :class:`~monitor.core.db_faults.DatabaseUnavailable` or
+        :class:`~monitor.stream.dead_letter.DeadLetterError`; calling again with the same batch resumes where it
+        stopped: stored rows are not written twice and letters are not queued twice."""
         result = batch.result
         if batch.dropped:  # revoked while scored: neither written, committed nor counted (they are re-read)
             result.records = sum((r.topic, r.partition) not in batch.dropped for r in batch.records)
             for key in batch.dropped:
                 result.next_offsets.pop(key, None)
-        if batch.scorer is not None:
+        if batch.scorer is not None and batch.stored is None:
             result.scored, result.model_version = len(predictions), batch.scorer.version
-            for (record, news), prediction in zip(batch.valid, predictions, strict=True):
-                if (record.topic, record.partition) not in batch.dropped:
-                    self.sink.add(news_row(record, news, prediction, batch.scorer.version))
+            by_id: dict[str, KafkaRecord] = {}
+            for index, ((record, news), prediction) in enumerate(zip(batch.valid, predictions, strict=True)):
+                if (record.topic, record.partition) in batch.dropped:
+                    continue
+                if prediction is None:
+                    self.dead_letters.send(record, Rejection("score_failed", batch.score_failures[index], "score"))
+                    continue
+                by_id[news.id] = record
+                self.sink.add(news_row(record, news, prediction, batch.scorer.version))
             try:
-                result.inserted = len(self.sink.flush())
+                batch.stored = self.sink.flush()
             except Exception:
                 log.error("writing batch %s failed; its offsets stay uncommitted", batch_span(batch.records))
                 raise
+            for row, why in batch.stored.rejected:
+                self.dead_letters.send(by_id[row.id], Rejection("db_rejected", why, "store"))
+            for row, why in batch.stored.conflicts:
+                self.dead_letters.send(by_id[row.id], Rejection("conflicting_duplicate", why, "store"))
+        if batch.stored is not None:
+            result.inserted = len(batch.stored.inserted)
+        result.dead_lettered += self.dead_letters.flush()  # acknowledged before the consumer commits offsets
         result.total_ms = (time.perf_counter() - batch.started) * 1000
         return result
 

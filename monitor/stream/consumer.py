@@ -10,12 +10,13 @@ Design, and why it is safe:
 * **Commits follow the database.** Offsets (last processed + 1 per partition) of a batch are committed only after
   that batch's transaction committed, batch after batch in order; a crash re-reads, the idempotent sink skips
   what is stored.
-* **Revocation abandons, never half-writes.** kafka-python runs rebalance callbacks only inside ``poll()``; after
-  every poll, records of revoked (or lost) partitions are dropped uncommitted, both those collected for the next
-  batch and those of the batch being scored (its other partitions are still written and committed). The next
-  owner re-reads them from the committed offset. kafka-python 3.0 keeps a partition's fetch position across an
-  eager rebalance when the partition comes back to the same member, so for such partitions we ``seek`` back to
-  the first dropped offset.
+* **Revocation abandons, never half-writes** (:mod:`monitor.stream.intake`): records of revoked partitions are
+  dropped uncommitted from every batch in progress and re-read by their next owner.
+* **Outages are waited out, not fatal** (:mod:`monitor.stream.outage`). When the database, the broker (dead
+  letters, commits) or the model is unavailable, the batch in hand is kept, every assigned partition is paused
+  (polls keep the group membership and deliver nothing), and the failed step is retried with capped
+  exponential back-off until it succeeds or ``FINPULSE_OUTAGE_DEADLINE_S`` passes. Poison messages are isolated
+  by the batch's stages, and messages that kill the process by :mod:`monitor.stream.crash_guard`.
 * **max_poll_interval.** The time between polls is at most about one batch's processing time, so
   ``max_poll_records`` and the batch size are both ``batch_max_messages``; a batch that took over half of
   ``kafka_max_poll_interval_ms`` is logged with the fix. Heartbeats run on kafka-python's IO thread meanwhile.
@@ -28,39 +29,39 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import KafkaTimeoutError
 from sqlalchemy.engine import Engine
 
 from finetune.device import configure_threads
 from monitor.alerts.evaluator import AlertEvaluator
 from monitor.alerts.notify import Notifier
 from monitor.core import db
-from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings
 from monitor.scoring.model_source import ModelSource, ScorerSource
 from monitor.signals.buckets import SignalWriter
-from monitor.stream.batch import BatchProcessor, BatchResult, PreparedBatch
+from monitor.stream.batch import BatchProcessor, PreparedBatch
+from monitor.stream.commits import OffsetCommits
+from monitor.stream.crash_guard import CrashGuard
 from monitor.stream.dead_letter import DeadLetterPublisher
-from monitor.stream.heartbeat import Heartbeat
+from monitor.stream.health import HealthReporter
+from monitor.stream.heartbeat import Heartbeat, member_name
+from monitor.stream.intake import Intake, StopRequested
+from monitor.stream.isolate import ScorerUnavailable
 from monitor.stream.memory import HeapTrimmer
-from monitor.stream.rebalance import RevocationTracker, names
-from monitor.stream.records import KafkaRecord
+from monitor.stream.outage import OUTAGES, T, database_down, retry, wait_at_start
 from monitor.stream.sink import CommitObserver, NewsSink
 from monitor.stream.stats import ConsumerStats, RunSummary, consumer_lag
 from schemas.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_MS = 250  # longest a poll blocks, so a stop request or idle exit is noticed promptly
-SCORING_POLL_MS = 10  # longest a poll blocks while a batch is scored, so its rows are written promptly
-MAX_POLL_FAILURES = 20  # consecutive failed polls (about a minute of back-off) before giving up
 
 
 @dataclass
@@ -68,7 +69,7 @@ class InFlight:
     """The batch on the scoring thread."""
 
     batch: PreparedBatch
-    predictions: Future[list[Prediction]]
+    predictions: Future[list[Prediction | None]]
 
 
 class NewsConsumer:
@@ -79,10 +80,14 @@ class NewsConsumer:
                  observers: Sequence[CommitObserver] = ()) -> None:
         self.settings = settings
         self.observers = list(observers)  # the sink's extension point: called after each commit, before alerts
+        self.member = member_name()
+        self.health = HealthReporter(settings, self.member)
+        self.health.set("starting")
         self._owns_engine = engine is None
         self.engine = engine or db.make_engine(settings.database_url)
         try:
-            db.require_migrated(self.engine)
+            wait_at_start(lambda: db.require_migrated(self.engine), database_down, "database", "database_retrying",
+                          settings=settings, health=self.health)
             configure_threads()
             self.scorers = scorers or ModelSource(settings, self.engine)
             self.scorers.current()  # load the model now: a missing model fails at start, not at the first message
@@ -93,16 +98,20 @@ class NewsConsumer:
         self.idle_exit_s = idle_exit_s
         self.summary = RunSummary()
         self._stop = threading.Event()
-        self._tracker = RevocationTracker()
-        self._pending: list[KafkaRecord] = []
+        # A per-process token: in a container the host name and pid repeat across restarts.
+        self._guard = CrashGuard(self.engine, settings.poison_max_crashes, f"{self.member}:{uuid.uuid4().hex[:8]}")
         self._in_flight: InFlight | None = None
-        self._batch_deadline = 0.0
-        self._poll_failures = 0
+        self._writing: PreparedBatch | None = None  # the batch being written (possibly waiting out an outage)
+        self._intake = Intake(settings, self.health, self._in_progress, self._forget)
+        self._commits = OffsetCommits(self._guard.committed)
+        self._isolating = False
+        self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finpulse-score")
         self._heap = HeapTrimmer()
 
     def close(self) -> None:
         if self._owns_engine:
             self.engine.dispose()
+        self.health.close()
 
     def stop(self) -> None:
         """Finish the current batch, commit, close. Safe from a signal handler or another thread."""
@@ -126,12 +135,14 @@ class NewsConsumer:
         }
 
     def connect(self) -> Any:
-        try:
-            consumer = KafkaConsumer(**self.kafka_config())
-        except KafkaTimeoutError:  # kafka-python 3 raises this when no bootstrap server answers
-            raise ConfigError(f"no Kafka broker answered at {self.settings.kafka_bootstrap}; start one with "
-                              "`finpulse broker` or set FINPULSE_KAFKA_BOOTSTRAP") from None
-        consumer.subscribe([self.settings.kafka_topic], listener=self._tracker)
+        """The subscribed client; a broker that does not answer yet is waited for like a database at start-up."""
+        reason = (f"no Kafka broker answered at {self.settings.kafka_bootstrap} (start one with `finpulse broker` "
+                  "or fix FINPULSE_KAFKA_BOOTSTRAP)")
+        consumer = wait_at_start(  # kafka-python 3 raises these when no bootstrap server answers
+            lambda: KafkaConsumer(**self.kafka_config()),
+            lambda error: reason if isinstance(error, KafkaTimeoutError) else None,
+            "broker", "broker_reconnecting", settings=self.settings, health=self.health)
+        consumer.subscribe([self.settings.kafka_topic], listener=self._intake.tracker)
         return consumer
 
     def run(self) -> RunSummary:
@@ -143,33 +154,37 @@ class NewsConsumer:
         sink = NewsSink(self.engine, signals=SignalWriter(self.settings), alerts=alerts, observers=self.observers)
         processor = BatchProcessor(self.settings, self.scorers, dead_letters, sink)
         stats = ConsumerStats(self.settings.stats_interval_s)
-        heartbeat = Heartbeat(self.engine, self.settings.kafka_group_id, self.settings.kafka_topic)
+        heartbeat = Heartbeat(self.engine, self.settings.kafka_group_id, self.settings.kafka_topic, self.member)
         log.info("consuming %s as group %s (batches of up to %d messages / %d ms)", self.settings.kafka_topic,
                  self.settings.kafka_group_id, self.settings.batch_max_messages, self.settings.batch_max_wait_ms)
+        self.health.ok()
         last_message = time.monotonic()
-        scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finpulse-score")
         try:
             while not self._stop.is_set() and not self._limit_reached():
                 # The idle clock runs only while partitions are assigned: a group join (slow after a crashed
                 # member, whose session must time out first) is not idleness.
                 if self._collect(consumer) or not consumer.assignment():
                     last_message = time.monotonic()
-                if self._batch_ready():
-                    self._advance(consumer, processor, scoring, stats)
+                if self._intake.ready(self._limit_reached()):
+                    self._advance(consumer, processor, stats)
                 elif self._in_flight is not None and self._in_flight.predictions.done():
                     self._finish(consumer, processor, stats)
-                elif (not self._pending and self._in_flight is None and self.idle_exit_s is not None
-                      and time.monotonic() - last_message >= self.idle_exit_s):
+                elif (not self._intake.pending and self._in_flight is None and self.idle_exit_s is not None
+                      and not self._commits.behind and time.monotonic() - last_message >= self.idle_exit_s):
                     log.info("no message for %.1f s; stopping (--idle-exit-s)", self.idle_exit_s)
                     break
+                self._settle(self._commits.retry_due(consumer))
                 if stats.due():
                     self._report(consumer, stats, heartbeat)
-            if self._pending:  # finish the batches in hand before leaving
-                self._advance(consumer, processor, scoring, stats)
+            if self._intake.pending:  # finish the batches in hand before leaving
+                self._advance(consumer, processor, stats)
             if self._in_flight is not None:
                 self._finish(consumer, processor, stats)
+            self._commits.retry_due(consumer)
+        except StopRequested:
+            log.warning("stopped during an outage; the batches in hand are not committed and will be re-read")
         finally:
-            scoring.shutdown(wait=True, cancel_futures=True)
+            self._scoring.shutdown(wait=True, cancel_futures=True)
             consumer.close(autocommit=False)
             heartbeat.leave()
             dead_letters.close()
@@ -182,83 +197,54 @@ class NewsConsumer:
         lag = consumer_lag(consumer)
         rate = stats.report(lag)
         heartbeat.beat(lag=lag, messages_per_s=rate, partitions=[tp.partition for tp in consumer.assignment()],
-                       model_version=stats.model_version)
+                       model_version=stats.model_version, status=self.health.status, detail=self.health.detail)
+
+    def _settle(self, committed: bool | None) -> None:
+        """Health follows the owed commit: reconnecting while the broker refuses it, ok once it went through."""
+        if committed is False:
+            self.health.set("broker_reconnecting", "offset commits are refused; the rows are stored")
+        elif committed and self.health.status == "broker_reconnecting":
+            self.health.ok()
 
     def _in_hand(self) -> int:
         """Records taken from Kafka but not yet counted in the summary."""
-        return len(self._pending) + (len(self._in_flight.batch.records) if self._in_flight is not None else 0)
+        return len(self._intake.pending) + (len(self._in_flight.batch.records) if self._in_flight is not None else 0)
 
     def _limit_reached(self) -> bool:
         return self.max_messages is not None and self.summary.messages + self._in_hand() >= self.max_messages
 
-    def _batch_ready(self) -> bool:
-        if not self._pending:
-            return False
-        return (len(self._pending) >= self.settings.batch_max_messages or self._limit_reached()
-                or time.monotonic() >= self._batch_deadline)
-
     def _collect(self, consumer: Any) -> bool:
-        """One poll into the pending batch; returns whether records arrived."""
-        room = self.settings.batch_max_messages - len(self._pending)
+        room = self.settings.batch_max_messages - len(self._intake.pending)
         if self.max_messages is not None:
             room = min(room, self.max_messages - self.summary.messages - self._in_hand())
-        if self._pending:
-            wait_ms = int(max(0.0, self._batch_deadline - time.monotonic()) * 1000)
-        else:
-            wait_ms = self.settings.batch_max_wait_ms
         scoring = self._in_flight is not None and not self._in_flight.predictions.done()
-        try:
-            polled = consumer.poll(timeout_ms=min(wait_ms, SCORING_POLL_MS if scoring else IDLE_POLL_MS),
-                                   max_records=max(1, room))
-            self._poll_failures = 0
-        except KafkaError as error:
-            # A group-coordination error (a rebalance racing a restarted member, a busy coordinator) must not
-            # end the process: the pending records are still ours unless the listener reported them revoked.
-            self._poll_failures += 1
-            if self._poll_failures > MAX_POLL_FAILURES:
-                raise
-            log.warning("poll failed (%s: %s); retrying (%d/%d)", type(error).__name__, error,
-                        self._poll_failures, MAX_POLL_FAILURES)
-            time.sleep(min(5.0, 0.2 * 2 ** min(self._poll_failures, 5)))
-            polled = {}
-        arrived = [record for records in polled.values() for record in records]
-        if arrived and not self._pending:
-            self._batch_deadline = time.monotonic() + self.settings.batch_max_wait_ms / 1000
-        self._pending.extend(arrived)
-        self._abandon_revoked(consumer)
-        return bool(arrived)
+        return self._intake.collect(consumer, room, scoring)
 
-    def _abandon_revoked(self, consumer: Any) -> None:
-        revoked = self._tracker.take()
-        if not revoked or not (self._pending or self._in_flight):
-            return
-        first_dropped: dict[TopicPartition, int] = {}
-        if self._in_flight is not None:  # its records precede the pending ones of the same partition
-            for (topic, partition), offset in self._in_flight.batch.drop(revoked).items():
-                first_dropped[TopicPartition(topic, partition)] = offset
-        kept: list[KafkaRecord] = []
-        for record in self._pending:
-            tp = TopicPartition(record.topic, record.partition)
-            if tp in revoked:
-                first_dropped[tp] = min(first_dropped.get(tp, record.offset), record.offset)
-            else:
-                kept.append(record)
-        self._pending = kept
-        assigned = consumer.assignment()
-        for tp, offset in first_dropped.items():
-            if tp in assigned:  # came back to us with its position kept: rewind to what we dropped
-                consumer.seek(tp, offset)
-        if first_dropped:
-            log.info("rebalance: abandoned uncommitted records of %s (they will be re-read)", names(first_dropped))
+    def _in_progress(self) -> list[PreparedBatch]:
+        """Batches taken but not committed, oldest first."""
+        return [b for b in (self._writing, self._in_flight.batch if self._in_flight else None) if b is not None]
 
-    def _advance(self, consumer: Any, processor: BatchProcessor, scoring: ThreadPoolExecutor,
-                 stats: ConsumerStats) -> None:
-        """Validate the pending batch and queue it for scoring, then write the batch scored before it."""
-        records, self._pending = self._pending, []
-        batch = processor.prepare(records)
-        previous, self._in_flight = self._in_flight, InFlight(batch, scoring.submit(processor.score, batch))
+    def _forget(self, partitions: set[tuple[str, int]]) -> None:
+        self._guard.forget(partitions)
+        self._commits.forget(partitions)
+
+    def _advance(self, consumer: Any, processor: BatchProcessor, stats: ConsumerStats) -> None:
+        """Admit the pending batch past the crash guard, validate it and queue it for scoring, then write the
+        batch scored before it. While a partition is processed one message at a time, nothing is pipelined."""
+        if self._isolating and self._in_flight is not None:
+            self._finish(consumer, processor, stats)
+        admission = self._retry(consumer, lambda: self._guard.admit(self._intake.pending))
+        self._intake.pending = []
+        for (topic, partition), offset in admission.deferred.items():
+            consumer.seek(TopicPartition(topic, partition), offset)  # the rest come back one at a time
+        self._isolating = admission.isolating
+        batch = processor.prepare(admission.records, admission.poisoned)
+        previous = self._in_flight
+        self._in_flight = InFlight(batch, self._scoring.submit(processor.score, batch))
         if previous is not None:
             self._write(consumer, processor, previous, stats)
+        if self._isolating:
+            self._finish(consumer, processor, stats)
 
     def _finish(self, consumer: Any, processor: BatchProcessor, stats: ConsumerStats) -> None:
         """Write the batch on the scoring thread (waiting for its predictions)."""
@@ -267,8 +253,13 @@ class NewsConsumer:
             self._write(consumer, processor, flight, stats)
 
     def _write(self, consumer: Any, processor: BatchProcessor, flight: InFlight, stats: ConsumerStats) -> None:
-        result = processor.write(flight.batch, flight.predictions.result())
-        self._commit(consumer, result)
+        self._writing = flight.batch
+        try:
+            predictions = self._retry(consumer, lambda: self._predictions(flight, processor))
+            result = self._retry(consumer, lambda: processor.write(flight.batch, predictions))
+        finally:
+            self._writing = None
+        self._settle(self._commits.commit(consumer, result.next_offsets))
         self._heap.maybe_trim()  # on this thread, while the model scores the next batch
         stats.add(result)
         self.summary.messages += result.records
@@ -282,15 +273,16 @@ class NewsConsumer:
                         "FINPULSE_BATCH_MAX_MESSAGES or raise FINPULSE_KAFKA_MAX_POLL_INTERVAL_MS",
                         result.records, result.total_ms, limit_ms)
 
-    def _commit(self, consumer: Any, result: BatchResult) -> None:
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.next_offsets.items()}
+    def _predictions(self, flight: InFlight, processor: BatchProcessor) -> list[Prediction | None]:
+        """The flight's predictions; after a failure, scored again on the scoring thread (one scorer at a time)."""
         try:
-            consumer.commit(offsets)
-        except (CommitFailedError, RebalanceInProgressError) as error:
-            # The group moved on while we wrote; the rows are stored, so whoever reads these records again
-            # finds their ids present and inserts nothing. Dead letters of this batch may be sent twice.
-            log.warning("offset commit for %s failed after the batch was written (%s); the next owner re-reads "
-                        "it without duplicating rows", names(offsets), type(error).__name__)
-        except KafkaError as error:
-            log.error("offset commit for %s failed: %s", names(offsets), error)
+            return flight.predictions.result()
+        except ScorerUnavailable:
+            flight.predictions = self._scoring.submit(processor.score, flight.batch)  # the next try waits on it
             raise
+
+    def _retry(self, consumer: Any, step: Callable[[], T]) -> T:
+        """Run ``step`` until it succeeds, waiting out outages with every partition paused (see the module doc)."""
+        return retry(step, OUTAGES, settings=self.settings, health=self.health,
+                     wait=lambda seconds: self._intake.wait_paused(consumer, seconds, self._stop),
+                     on_recovered=lambda: consumer.resume(*consumer.paused()))

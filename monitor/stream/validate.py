@@ -17,7 +17,9 @@ from schemas.news import NewsIn
 
 log = logging.getLogger(__name__)
 
-RejectionKind = Literal["empty", "oversized", "not_utf8", "not_json", "not_object", "schema"]
+RejectionKind = Literal["empty", "oversized", "not_utf8", "not_json", "not_object", "schema",
+                        "conflicting_duplicate", "score_failed", "db_rejected", "crash_loop"]
+Stage = Literal["validate", "score", "store", "process"]
 DETAIL_MAX_CHARS = 300
 
 
@@ -27,6 +29,7 @@ class Rejection:
 
     kind: RejectionKind
     detail: str
+    stage: Stage = "validate"
 
 
 def one_line(text: str, limit: int = DETAIL_MAX_CHARS) -> str:

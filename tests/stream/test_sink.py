@@ -40,9 +40,9 @@ def test_rewriting_a_batch_inserts_nothing_and_stages_see_only_new_rows(db_url: 
 
     sink = NewsSink(engine, signals=Signals(), observers=[lambda rows: after_commit.append([r.id for r in rows])])
     first = sink.write([row("a", 0), row("b", 1), row("a", 2)])  # same id twice in one batch: first kept
-    assert [r.id for r in first] == ["a", "b"]
+    assert [r.id for r in first.inserted] == ["a", "b"]
     again = sink.write([row("a", 0), row("b", 1), row("c", 3)])  # a re-read batch plus one new message
-    assert [r.id for r in again] == ["c"]
+    assert [r.id for r in again.inserted] == ["c"] and again.conflicts == [] and again.rejected == []
     assert in_transaction == [["a", "b"], ["c"]] and after_commit == in_transaction
     assert count(engine) == 3
     with Session(engine) as session:
@@ -72,7 +72,7 @@ def test_failing_after_commit_hook_keeps_the_rows(db_url: str, caplog: pytest.Lo
         def on_commit(self, _rows: Sequence[News]) -> None:
             raise RuntimeError("alert evaluation failed")
 
-    assert len(NewsSink(engine, alerts=Broken()).write([row("a", 0)])) == 1
+    assert len(NewsSink(engine, alerts=Broken()).write([row("a", 0)]).inserted) == 1
     assert count(engine) == 1
     assert "after-commit alert stage failed" in caplog.text and "news[0]@0" in caplog.text
     engine.dispose()
