@@ -1,4 +1,5 @@
-"""Models: the registry with each version's metrics and gate decision; promote and roll back (password only)."""
+"""Models: the registry with each version's metrics, gate decision and refusals; the version each live consumer
+serves; promote and roll back (password only; the model is test-loaded first and a broken one refused)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ STATUS_ICONS = {"champion": "★ champion", "candidate": "candidate", "retired":
 NOTICE_KEY = "models_notice"
 TABLE_METRICS = ("macro_f1", "f1", "accuracy", "ece", "best_score")
 MAX_METRIC_COLUMNS = 8
+STALE_AFTER_S = 60.0  # a consumer silent for longer (and 3 stats intervals) is not listed as serving
 
 
 def gate_summary(gate: dict[str, Any] | None) -> str:
@@ -72,16 +74,43 @@ def registry_table(versions: list[dict[str, Any]]) -> None:
         row.update({"gate": gate_summary(version["gate"]), "ONNX": int8_summary(version["metrics"] or {}),
                     "labels up to": version["trained_until_label_id"],
                     "parent": version["parent_version"], "created (UTC)": version["created_at"],
-                    "promoted (UTC)": version["promoted_at"]})
+                    "promoted (UTC)": version["promoted_at"], "refused (UTC)": version["refused_at"],
+                    "refused because": version["refused_reason"] or ""})
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for name in ("created (UTC)", "promoted (UTC)"):
+    for name in ("created (UTC)", "promoted (UTC)", "refused (UTC)"):
         frame[name] = pd.to_datetime(frame[name], utc=True).dt.tz_localize(None)
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
         "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "promoted (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "refused (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "labels up to": st.column_config.NumberColumn(format="%d"),
     })
+
+
+def serving(versions: list[dict[str, Any]], consumers: list[dict[str, Any]]) -> None:
+    """What the consumers actually serve, and a warning when the champion is refused (they serve the last good)."""
+    champion = next((v for v in versions if v["status"] == "champion"), None)
+    if champion is not None and champion["refused_at"] is not None:
+        when = f"{champion['refused_at']:%Y-%m-%d %H:%M}"
+        st.warning(f"Champion {champion['version']} was refused by a consumer at {when} UTC: "
+                   f"{champion['refused_reason']}. Consumers serve the last good version instead. Promote a working "
+                   "version, or fix this one and promote it again.")
+    st.subheader("Serving now")
+    if not consumers:
+        st.caption("No consumer has reported in the last minutes (`finpulse consume`).")
+        return
+    frame = pd.DataFrame(consumers)[["member", "group_id", "topic", "model_version", "status", "detail",
+                                     "updated_at"]]
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True).dt.tz_localize(None)
+    st.dataframe(frame.rename(columns={"model_version": "serves", "updated_at": "reported (UTC)"}),
+                 hide_index=True, width="stretch",
+                 column_config={"reported (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+    others = sorted({str(c["model_version"]) for c in consumers if c["model_version"]} -
+                    ({champion["version"]} if champion else set()))
+    if champion is not None and others:
+        st.caption(f"Some consumers serve {', '.join(others)}, not the champion {champion['version']}: they switch "
+                   "within a poll interval (FINPULSE_MODEL_POLL_INTERVAL_S), or the champion was refused.")
 
 
 def details(versions: list[dict[str, Any]]) -> None:
@@ -97,6 +126,8 @@ def details(versions: list[dict[str, Any]]) -> None:
             middle.json(version["gate"] or {}, expanded=True)
             right.markdown("**Training arguments**")
             right.json(version["train_args"] or {}, expanded=False)
+            if version["refused_at"] is not None:
+                st.error(f"Refused at {version['refused_at']:%Y-%m-%d %H:%M:%S} UTC: {version['refused_reason']}")
             if version["notes"]:
                 st.caption(version["notes"])
 
@@ -119,7 +150,8 @@ def retraining_and_drift() -> None:
 
 def _run_change(description: str, change: Any) -> None:
     try:
-        row = change()
+        with st.spinner("Test-loading the model as the consumers serve it..."):
+            row = change()
     except FinpulseError as error:
         st.error(str(error))
         return
@@ -134,7 +166,8 @@ def actions(versions: list[dict[str, Any]]) -> None:
     if not auth.can_change(settings()):
         st.warning(auth.refuse_change_message())
         return
-    st.caption("The consumer switches to the new champion at its next registry poll.")
+    st.caption("The model is test-loaded first and refused if it does not load or score; the consumers switch to "
+               "the new champion at their next registry poll.")
     others = [v["version"] for v in versions if v["status"] != "champion"]
     left, right = st.columns(2)
     with left, st.form("promote"):
@@ -149,12 +182,13 @@ def actions(versions: list[dict[str, Any]]) -> None:
         if not chosen or not confirmed:
             st.error("Choose a version and tick the confirmation to promote.")
         else:
-            _run_change(f"Promoted {chosen}", lambda: registry.promote(state.engine(), chosen))
+            _run_change(f"Promoted {chosen}",
+                        lambda: registry.promote(state.engine(), chosen, settings=settings()))
     if rollback:
         if not confirmed_rollback:
             st.error("Tick the confirmation to roll back.")
         else:
-            _run_change("Rolled back", lambda: registry.rollback(state.engine()))
+            _run_change("Rolled back", lambda: registry.rollback(state.engine(), settings=settings()))
 
 
 def render() -> None:
@@ -171,6 +205,8 @@ def render() -> None:
             st.info("No model is registered yet. Train one with `finpulse train`.")
             return
         registry_table(versions)
+        serving(versions, load(training_queries.serving_consumers,
+                               max(STALE_AFTER_S, 3 * current.stats_interval_s)))
 
     live()
     versions = load(training_queries.model_versions)

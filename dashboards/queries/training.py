@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from schemas.consumers import ConsumerHeartbeat
 from schemas.news import News, NewsIn
 from schemas.registry import LabelledNews, ModelVersion
 from schemas.retraining import DriftReport, JobRun
@@ -102,6 +103,19 @@ def model_versions(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
             .limit(limit)
         ).all()
         return [row.model_dump() for row in rows]
+
+
+def serving_consumers(engine: Engine, stale_after_s: float) -> list[dict[str, Any]]:
+    """Consumers that reported within ``stale_after_s``: the model version each one actually serves (that of its
+    newest batch), its health status and detail, newest report first."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ConsumerHeartbeat).where(col(ConsumerHeartbeat.updated_at) >= utcnow() - timedelta(
+                seconds=stale_after_s)).order_by(col(ConsumerHeartbeat.updated_at).desc(),
+                                                 col(ConsumerHeartbeat.member))
+        ).all()
+        return [row.model_dump(include={"member", "group_id", "topic", "model_version", "status", "detail",
+                                        "updated_at"}) for row in rows]
 
 
 def job_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:

@@ -126,23 +126,36 @@ def models_list(
                    f"{_f1(row.metrics, 'new_labels'):>8} {labels:>8}  {row.parent_version or '-'}")
 
 
+FORCE_HELP = ("Skip the test-load, e.g. when the model folder is mounted only on the consumers' hosts. Consumers "
+              "still test-load it and keep serving the last good version if it is broken.")
+
+
 @models_app.command("promote")
-def models_promote(version: Annotated[str, typer.Argument(help="Version to serve.")]) -> None:
-    """Make VERSION the champion (consumers switch at their next registry poll)."""
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Version to serve.")],
+    force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+) -> None:
+    """Make VERSION the champion (consumers switch at their next registry poll).
+
+    The model is test-loaded first, as the consumers serve it (FINPULSE_DEVICE, FINPULSE_PRECISION,
+    FINPULSE_BACKEND), and must score a few texts with finite probabilities; a broken one is refused and the
+    champion stays. Promoting a version that consumers refused clears the refusal once it loads."""
+    from monitor.core.settings import get_settings  # lazy: startup
     from monitor.lifecycle import registry  # lazy: startup
 
     with _engine() as engine:
-        row = registry.promote(engine, version)
-    typer.echo(f"{row.version} is now champion")
+        row = registry.promote(engine, version, settings=get_settings(), force=force)
+    typer.echo(f"{row.version} is now champion" + (" (not test-loaded: --force)" if force else ""))
 
 
 @models_app.command("rollback")
-def models_rollback() -> None:
-    """Retire the champion and serve the previous champion again."""
+def models_rollback(force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False) -> None:
+    """Retire the champion and serve the previous champion again (test-loaded first, as for promote)."""
+    from monitor.core.settings import get_settings  # lazy: startup
     from monitor.lifecycle import registry  # lazy: startup
 
     with _engine() as engine:
-        row = registry.rollback(engine)
+        row = registry.rollback(engine, settings=get_settings(), force=force)
     typer.echo(f"rolled back: {row.version} is champion again")
 
 

@@ -3,6 +3,10 @@
 Policy: a newly trained version is a *candidate*, unless ``promote=True`` or there is no champion yet (the first
 model must serve something), in which case it becomes *champion*. Promoting retires the previous champion.
 ``rollback()`` retires the champion and re-promotes the version that was champion before it.
+
+:func:`promote` and :func:`rollback` test-load the model first, as the consumers would serve it
+(:mod:`monitor.lifecycle.model_check`), and refuse a broken one with one line; a successful promotion clears an
+earlier refusal (``refused_at``, ``refused_reason``) recorded by a consumer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from sqlmodel import Session, col, select
 
 from monitor.core import db
 from monitor.core.errors import ConfigError
+from monitor.core.settings import Settings, get_settings
+from monitor.scoring.champion import model_path, refusal_text
 from schemas.registry import ModelVersion
 from schemas.types import utcnow
 
@@ -84,20 +90,45 @@ def list_versions(target: Engine | str) -> list[ModelVersion]:
             engine.dispose()
 
 
-def promote(target: Engine | str, version: str) -> ModelVersion:
-    """Make ``version`` champion and retire the current one."""
+def _check(row: ModelVersion, settings: Settings | None, action: str) -> None:
+    """Test-load ``row``'s model as the consumers would (:mod:`monitor.lifecycle.model_check`)."""
+    from monitor.lifecycle.model_check import check_model  # lazy: torch
+
+    settings = settings or get_settings()
+    check_model(model_path(row, settings), settings, row.version, action)
+
+
+def _serve(row: ModelVersion) -> None:
+    """Make ``row`` serve: it passed its test-load (or was forced), so an earlier refusal no longer holds."""
+    if row.refused_at is not None:
+        log.warning("model %s; this promotion clears the refusal", refusal_text(row))
+    row.status, row.refused_at, row.refused_reason = "champion", None, None
+
+
+def promote(target: Engine | str, version: str, *, settings: Settings | None = None,
+            force: bool = False) -> ModelVersion:
+    """Make ``version`` champion and retire the current one, after test-loading it with ``settings`` (default:
+    the environment's); a model that fails is refused with :class:`ModelLoadError` and nothing changes.
+    ``force`` skips the test-load (the consumers still refuse a broken model and keep the last good one)."""
     engine, owned = _engine(target)
     try:
         with db.session_scope(engine) as session:
-            row = session.exec(select(ModelVersion).where(col(ModelVersion.version) == version)).first()
-            if row is None:
-                raise ConfigError(f"model version {version!r} is not registered; see the model_version table")
+            found = session.exec(select(ModelVersion).where(col(ModelVersion.version) == version)).first()
+        if found is None:
+            raise ConfigError(f"model version {version!r} is not registered; see the model_version table")
+        if force:
+            log.warning("promoting %s without a test-load (--force)", version)
+        else:
+            _check(found, settings, "promote")
+        with db.session_scope(engine) as session:
+            row = session.get_one(ModelVersion, found.id)
             current = _champion(session)
             if current is not None and current.id != row.id:
                 current.status = "retired"
                 session.add(current)
                 session.flush()
-            row.status, row.promoted_at = "champion", utcnow()
+            _serve(row)
+            row.promoted_at = utcnow()
             session.add(row)
             session.flush()
             session.refresh(row)
@@ -108,8 +139,9 @@ def promote(target: Engine | str, version: str) -> ModelVersion:
             engine.dispose()
 
 
-def rollback(target: Engine | str) -> ModelVersion:
-    """Retire the champion and re-promote the version promoted most recently before it."""
+def rollback(target: Engine | str, *, settings: Settings | None = None, force: bool = False) -> ModelVersion:
+    """Retire the champion and re-promote the version promoted most recently before it, after test-loading that
+    one as :func:`promote` does."""
     engine, owned = _engine(target)
     try:
         with db.session_scope(engine) as session:
@@ -121,15 +153,19 @@ def rollback(target: Engine | str) -> ModelVersion:
                                                col(ModelVersion.id) != current.id)
             if current.promoted_at is not None:  # so that a second rollback goes further back
                 query = query.where(col(ModelVersion.promoted_at) < current.promoted_at)
-            previous = session.exec(
+            found = session.exec(
                 query.order_by(col(ModelVersion.promoted_at).desc(), col(ModelVersion.id).desc())
             ).first()
-            if previous is None:
+            if found is None:
                 raise ConfigError(f"cannot roll back {current.version!r}: no earlier champion exists")
+        if not force:
+            _check(found, settings, "roll back to")
+        with db.session_scope(engine) as session:
+            current, previous = session.get_one(ModelVersion, current.id), session.get_one(ModelVersion, found.id)
             current.status = "retired"
             session.add(current)
             session.flush()
-            previous.status = "champion"  # promoted_at stays: it orders the champions' history
+            _serve(previous)  # promoted_at stays: it orders the champions' history
             session.add(previous)
             session.flush()
             session.refresh(previous)

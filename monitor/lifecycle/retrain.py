@@ -5,8 +5,12 @@
    ``job_run``, when fewer than ``retrain_min_labels`` labels arrived since the champion was trained.
 3. Fine-tune starting from the champion's weights (``--init-model``) on the new ``train`` labels plus a replay
    sample; gold texts are excluded from training.
-4. Evaluate champion and candidate as served on the gold set and on the new labels' gold part; decide
+4. Test-load the candidate as every promotion does (:mod:`monitor.lifecycle.model_check`: loads as served, finite
+   probabilities); one that fails ends the run as ``failed`` with the reason, unregistered.
+5. Evaluate champion and candidate as served on the gold set and on the new labels' gold part; decide
    (:mod:`monitor.lifecycle.gate`); register the candidate with its metrics and gate (champion if promoted).
+
+A champion that a consumer refused (``refused_at``) is not retrained from: the run is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from monitor.lifecycle import job_runs, registry
 from monitor.lifecycle.drift import check_drift, store_reference
 from monitor.lifecycle.gate import decide
 from monitor.lifecycle.job_lock import DbLock
+from monitor.lifecycle.model_check import check_model
 from monitor.lifecycle.retrain_data import GOLD, TRAIN, assign_splits, load_labels, replay_sample, write_finpulse
 from monitor.lifecycle.retrain_eval import evaluate_served, load_served, reference_distribution
 from monitor.scoring.champion import champion as current_champion
-from monitor.scoring.champion import model_path
+from monitor.scoring.champion import model_path, refusal_text
 from schemas.registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,11 @@ def _run(settings: Settings, engine: Engine, config: Path | None, version: str |
     assign_splits(engine, settings.retrain_gold_fraction)
     since = champion.trained_until_label_id or 0
     new = load_labels(engine, after_id=since)
+    if champion.refused_at is not None:
+        reason = (f"champion {refusal_text(champion)}; promote a working version (or fix and re-promote it) "
+                  "before retraining from it")
+        log.info("retraining skipped: %s", reason)
+        return RetrainOutcome("skipped", reason)
     if len(new) < settings.retrain_min_labels:
         reason = (f"{len(new)} new labels since {champion.version} (labelled_news.id > {since}), fewer than "
                   f"FINPULSE_RETRAIN_MIN_LABELS={settings.retrain_min_labels}")
@@ -123,7 +133,11 @@ def _run(settings: Settings, engine: Engine, config: Path | None, version: str |
     log.info("retraining %s on %d new labels (+%d replayed), evaluating on %d gold (%d of them new)",
              champion.version, len(new_train), len(replay), len(gold), len(new_gold))
     result = _train(settings, champion, champion_dir, new_train + replay, gold, config, version)
-    candidate = load_served(result.path, settings)
+    try:  # the test-load of every promotion: a candidate that cannot serve is neither registered nor promoted
+        candidate = check_model(result.path, settings, result.version, "register")
+    except ModelLoadError as error:
+        log.error("retraining failed: %s", error)
+        return RetrainOutcome("failed", str(error), version=result.version, details={"labels": labels})
     champ_gold, champ_new = evaluate_served(champion_scorer, gold), evaluate_served(champion_scorer, new_gold)
     cand_gold, cand_new = evaluate_served(candidate, gold), evaluate_served(candidate, new_gold)
     gate = decide(gold_candidate=cand_gold["macro_f1"], gold_champion=champ_gold["macro_f1"], gold_n=cand_gold["n"],

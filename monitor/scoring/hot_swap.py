@@ -2,62 +2,52 @@
 
 :class:`ChampionWatcher` is asked by :class:`monitor.scoring.model_source.ModelSource` before each batch. Every
 ``model_poll_interval_s`` it starts a short background thread that reads the champion row; a champion at a new
-path is loaded *and smoke-tested* (:func:`monitor.scoring.scorer.load_scorer`) on that thread while the consumer keeps
-scoring with the old model, and the finished scorer is handed over at the next batch boundary. A batch is
-therefore always scored by one version, no message is skipped or scored twice, and each row's
+path is loaded *and smoke-tested* (:func:`monitor.scoring.model_source.load_checked`) on that thread while the
+consumer keeps scoring with the old model, and the finished scorer is handed over at the next batch boundary. A
+batch is therefore always scored by one version, no message is skipped or scored twice, and each row's
 ``news.model_version`` names the model that scored it.
 
-A model that fails to load or fails the smoke check is refused: the old model keeps serving, the error is logged
-and appended to that version's ``model_version.notes`` (shown on the dashboard's Models page), and the same
-champion is not retried until the registry points somewhere else.
+A model that fails to load or fails the smoke check is refused: the old model keeps serving, one ERROR line is
+logged, and the refusal is recorded on the version's row (``refused_at``, ``refused_reason``, and a line in its
+notes; :func:`monitor.scoring.champion.record_refusal`), shown on the dashboard's Models page. A refused champion
+is not tried again, by this consumer or any other, nor after a restart, until it is promoted again (promotion
+test-loads it and clears the refusal) or another version becomes champion.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
-from monitor.core.db import session_scope
 from monitor.core.settings import Settings
-from monitor.scoring.champion import champion, model_path
+from monitor.scoring.champion import champion, model_path, one_line, record_refusal, refusal_text
 from monitor.scoring.scorer import Scorer
 from schemas.registry import ModelVersion
-from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
 
-NOTES_MAX = 2000
-
-
-def record_refusal(engine: Engine, version: str, message: str) -> None:
-    """Append a dated line to the version's notes (newest kept when the column is full)."""
-    line = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC refused by consumer {socket.gethostname()}:{os.getpid()}: {message}"
-    with session_scope(engine) as session:
-        row = session.exec(select(ModelVersion).where(col(ModelVersion.version) == version)).first()
-        if row is None:
-            return
-        notes = f"{row.notes}\n{line}" if row.notes else line
-        row.notes = notes[-NOTES_MAX:]
-        session.add(row)
-
 
 class ChampionWatcher:
-    def __init__(self, settings: Settings, engine: Engine, serving: Scorer, load: Callable[[Path], Scorer]) -> None:
+    """``refusal``: why the registry's champion is not what serves (one line), or None when it is."""
+
+    def __init__(self, settings: Settings, engine: Engine, serving: Scorer, load: Callable[[Path], Scorer],
+                 *, refused: ModelVersion | None = None, refusal: str | None = None) -> None:
         self.settings, self.engine, self._load = settings, engine, load
         self._lock = threading.Lock()
         self._serving = serving.model_dir.resolve()
-        self._refused: Path | None = None
+        self._serving_version = serving.version
+        # (version, promoted_at) of the champion known to be refused (and said so): not tried, not logged again
+        self._refused: tuple[str, datetime | None] | None = None if refused is None else _key(refused)
         self._ready: Scorer | None = None
         self._checker: threading.Thread | None = None
         self._next_check = time.monotonic() + settings.model_poll_interval_s
+        self.refusal = refusal
 
     def next_scorer(self, current: Scorer) -> Scorer:
         """The scorer for the next batch: a newly loaded champion if one is ready, else ``current``."""
@@ -75,36 +65,52 @@ class ChampionWatcher:
             self._checker.start()
         return current
 
-    def _champion(self) -> tuple[str, Path] | None:
-        row = champion(self.engine)
-        if row is None:
-            return None
-        return row.version, model_path(row, self.settings).resolve()
-
     def _check(self) -> None:
         try:
-            found = self._champion()
+            row = champion(self.engine)
         except Exception as error:  # noqa: BLE001 - a briefly unreachable registry must not stop scoring
-            log.warning("model poll: could not read the champion (%s: %s); will retry", type(error).__name__, error)
+            log.warning("model poll: could not read the champion (%s); will retry", one_line(error))
             return
-        if found is None:
+        if row is None:
             return
-        version, path = found
+        path = model_path(row, self.settings).resolve()
+        key = _key(row)
         with self._lock:
-            if path in (self._serving, self._refused):
+            if path == self._serving:
+                self.refusal = None
                 return
-        log.info("new champion %s at %s: loading it in the background", version, path)
+            if key == self._refused:
+                return
+        if row.refused_at is not None:  # refused by another consumer, or before a restart
+            self._skip(row)
+            return
+        log.info("new champion %s at %s: loading it in the background", row.version, path)
         try:
             scorer = self._load(path)
         except Exception as error:  # noqa: BLE001 - ModelLoadError, or whatever a broken directory raises
-            message = f"{type(error).__name__}: {error}"
-            log.error("refusing champion %s from %s (%s); the current model keeps serving", version, path, message)
+            reason = one_line(error)
+            log.error("refusing champion %s from %s (%s); model %s keeps serving", row.version, path, reason,
+                      self._serving_version)
             with self._lock:
-                self._refused = path
+                self._refused = key
+                self.refusal = f"champion {row.version} refused ({reason}); serving {self._serving_version}"
             try:
-                record_refusal(self.engine, version, message)
-            except Exception:
-                log.exception("could not record the refusal of %s in the registry", version)
+                record_refusal(self.engine, row.version, reason)
+            except Exception as db_error:  # noqa: BLE001 - the refusal still holds in this process
+                log.error("could not record the refusal of %s in the registry (%s)", row.version, one_line(db_error))
             return
         with self._lock:
-            self._serving, self._refused, self._ready = path, None, scorer
+            self._serving, self._serving_version, self._refused, self._ready = path, scorer.version, None, scorer
+            self.refusal = None
+
+    def _skip(self, row: ModelVersion) -> None:
+        """A champion that another consumer refused: keep serving, and say so once (not at every poll)."""
+        with self._lock:
+            self._refused = _key(row)
+            self.refusal = f"champion {refusal_text(row)}; serving {self._serving_version}"
+        log.warning("not loading the %s: promote a working version, or %s again once fixed", self.refusal, row.version)
+
+
+def _key(row: ModelVersion) -> tuple[str, datetime | None]:
+    """A champion and its promotion: promoting the same version again makes a new key (and a new try)."""
+    return row.version, row.promoted_at

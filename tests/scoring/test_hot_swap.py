@@ -1,4 +1,5 @@
-"""Hot swap under load: promote a new champion while the consumer streams, then promote a broken one."""
+"""Hot swap under load: promote a new champion while the consumer streams, then force a broken one past promotion's
+test-load (tests/faults/test_champion_safety.py covers the refusal paths without a stream)."""
 
 from __future__ import annotations
 
@@ -76,11 +77,11 @@ def test_promotion_swaps_between_batches_and_a_broken_model_is_refused(
         registry.promote(db_url, "v2")
         send_until(stream, lambda: any(r.model_version == "v2" for r in rows(db_url)), "rows scored by v2")
         stream.send(100)
-        registry.promote(db_url, "v3")
+        registry.promote(db_url, "v3", force=True)  # without --force, promotion's test-load refuses it
 
         def refused() -> bool:
             row = next(r for r in registry.list_versions(db_url) if r.version == "v3")
-            return bool(row.notes and "refused" in row.notes)
+            return row.refused_at is not None
 
         send_until(stream, refused, "the broken model to be refused")
         after_refusal = stream.sent
@@ -102,4 +103,4 @@ def test_promotion_swaps_between_batches_and_a_broken_model_is_refused(
         assert versions == sorted(versions), f"partition {partition} went back to v1 after v2"
     champion = registry.champion(db_url)
     assert champion is not None and champion.version == "v3"  # the registry says v3, the consumer refused it
-    assert "refused by consumer" in (champion.notes or "") and "SafetensorError" in (champion.notes or "")
+    assert "refused by consumer" in (champion.notes or "") and "SafetensorError" in (champion.refused_reason or "")
