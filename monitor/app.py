@@ -19,6 +19,7 @@ from monitor.cli.alerts import alerts_app  # imports only typer; the database lo
 from monitor.cli.broker import broker
 from monitor.cli.config import config_app  # imports only typer; settings load inside the commands
 from monitor.cli.db import db_app
+from monitor.cli.health import health  # imports only typer; the checks load inside the command
 from monitor.cli.retrain import register as register_retraining  # imports only typer
 from monitor.cli.stream import consume, replay
 from monitor.cli.train import register as register_finetune  # imports only typer; torch loads in the commands
@@ -44,6 +45,7 @@ app.add_typer(alerts_app, name="alerts")
 register_retraining(app)  # retrain, scheduler, drift, models
 app.command()(demo)
 app.command()(broker)
+app.command()(health)
 
 
 @app.callback()

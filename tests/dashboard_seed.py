@@ -30,6 +30,10 @@ TEMPLATES = [
     ("{name} announces ${n}bn buyback programme", 0.6),
 ]
 RECENT_SCORED = 7  # stories scored in the last five minutes (the Overview's tile)
+RECENT_PUBLISHED = 4  # stories published in the last five minutes (one per company, 4 minutes ago)
+OTHER_TOPIC = "finpulse.news.dtest"  # a live consumer's topic that the settings do not name
+REFUSED_DETAIL = "champion v3 failed its test load: RuntimeError: size mismatch for classifier.weight"
+RECONNECT_DETAIL = "NoBrokersAvailable: 127.0.0.1:9092 refused the connection (attempt 3)"
 STORY_SPACING_MIN = 4  # each company gets a story every 4 minutes...
 STEPS = 90  # ...for six hours
 
@@ -163,13 +167,18 @@ def seed(url: str, settings: Settings) -> Seeded:
             AlertState(rule_id=spike.id, entity="TICKER:MSFT", state="pending", since=now - timedelta(minutes=3),
                        last_value=3.4, last_evaluated_at=now - timedelta(seconds=20)),
         ])
-        # Two live consumers (lag 42 + 8) and one that crashed a day ago, whose row the lag tile must ignore.
+        # Three live consumers of the monitor's group (lag 42 + 8 + 5): one refused the champion, one reads another
+        # topic than the settings name (as the demo's per-run topic) and is reconnecting to the broker; and one
+        # that crashed a day ago, whose row the lag tile must ignore.
         session.add_all([
             ConsumerHeartbeat(member="worker-a:11", group_id="finpulse-monitor", topic="finpulse.news",
                               partitions=[0, 1], lag=42, messages_per_s=30.0, model_version="v2", updated_at=now),
             ConsumerHeartbeat(member="worker-b:12", group_id="finpulse-monitor", topic="finpulse.news",
                               partitions=[2, 3], lag=8, messages_per_s=28.0, model_version="v2",
-                              updated_at=now - timedelta(seconds=5)),
+                              status="model_refused", detail=REFUSED_DETAIL, updated_at=now - timedelta(seconds=5)),
+            ConsumerHeartbeat(member="demo:15", group_id="finpulse-monitor", topic=OTHER_TOPIC, partitions=[0],
+                              lag=5, model_version="v2", status="broker_reconnecting", detail=RECONNECT_DETAIL,
+                              updated_at=now - timedelta(seconds=2)),
             ConsumerHeartbeat(member="worker-c:13", group_id="finpulse-monitor", topic="finpulse.news",
                               partitions=[], lag=1000, model_version="v1", updated_at=now - timedelta(days=1)),
             # A live consumer of another group (an ad-hoc replay): not the monitor's lag.

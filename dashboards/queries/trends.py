@@ -18,7 +18,6 @@ from sqlmodel import Session, col, func, select
 
 from monitor.signals.math import MIN_BASELINE_BUCKETS, SIGMA_FLOOR
 from schemas.alerts import Alert, AlertState
-from schemas.consumers import ConsumerHeartbeat
 from schemas.news import News
 from schemas.registry import ModelVersion
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
@@ -30,23 +29,26 @@ SIGNAL_COLUMNS = ["entity", "bucket_start", "count", "negative_count", "weight_s
                   "mean_sentiment", "negative_share", "zscore", "volume_ratio", "ewma_score"]
 # Charts stay under ~200 time columns: long windows are drawn with wider buckets than the signal's own.
 MAX_COLUMNS = 200
+RATE_WINDOW_MIN = 5  # the Overview's stories-per-minute tile averages this many minutes
 DISPLAY_WIDTHS_S = (300, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400)
 
 
 @dataclass(frozen=True, slots=True)
 class Tiles:
-    """The Overview's live numbers."""
+    """The Overview's live numbers (the consumers' lag: :mod:`dashboards.queries.consumers`)."""
 
-    last_5min: int  # stories scored in the last five minutes
+    last_5min: int  # stories scored in the last five minutes (by scored_at: the consumer's throughput)
     per_minute: float  # the same, per minute
     newest_scored_at: datetime | None
     firing: int
     pending: int
     serving_version: str | None  # the model version that scored the newest story
     champion_version: str | None  # the registry's champion (the consumer switches to it within a poll interval)
-    consumers: int = 0  # consumer processes that reported within the staleness window
-    lag: int | None = None  # their summed lag; None when none reported one
-    lag_reported_at: datetime | None = None  # the oldest of their reports
+    published_5min: int = 0  # stories published in the last five minutes (by published_at: the news flow)
+
+    @property
+    def published_per_minute(self) -> float:
+        return self.published_5min / RATE_WINDOW_MIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +64,14 @@ class Headline:
     entities: list[dict[str, Any]]
 
 
-def tiles(engine: Engine, stale_after_s: float = 60.0, group_id: str | None = None,
-          topic: str | None = None) -> Tiles:
-    """``stale_after_s``: a consumer whose last report is older is taken for gone (crashed or stopped).
-    ``group_id``/``topic``: count only the monitor's own consumers (a replay into another group is not its lag)."""
+def tiles(engine: Engine) -> Tiles:
     now = utcnow()
+    since = now - timedelta(minutes=RATE_WINDOW_MIN)
     with Session(engine) as session:
-        recent = session.exec(
-            select(func.count()).select_from(News).where(col(News.scored_at) >= now - timedelta(minutes=5))
-        ).one()
+        recent = session.exec(select(func.count()).select_from(News).where(col(News.scored_at) >= since)).one()
+        # Bounded above too: a story stamped in the future is not part of the last five minutes' flow.
+        published = session.exec(select(func.count()).select_from(News).where(
+            col(News.published_at) >= since, col(News.published_at) <= now)).one()
         newest = session.exec(select(func.max(News.scored_at))).one()
         serving = session.exec(
             select(News.model_version).order_by(col(News.scored_at).desc()).limit(1)
@@ -82,22 +83,13 @@ def tiles(engine: Engine, stale_after_s: float = 60.0, group_id: str | None = No
         champion = session.exec(
             select(ModelVersion.version).where(ModelVersion.status == "champion").limit(1)
         ).first()
-        live = select(ConsumerHeartbeat).where(
-            col(ConsumerHeartbeat.updated_at) >= now - timedelta(seconds=stale_after_s))
-        if group_id is not None:
-            live = live.where(ConsumerHeartbeat.group_id == group_id)
-        if topic is not None:
-            live = live.where(ConsumerHeartbeat.topic == topic)
-        alive = session.exec(live).all()
-    lags = [row.lag for row in alive if row.lag is not None]
     return Tiles(
-        last_5min=int(recent), per_minute=int(recent) / 5.0,
+        last_5min=int(recent), per_minute=int(recent) / RATE_WINDOW_MIN,
         newest_scored_at=_aware(newest),
         firing=int(firing), pending=int(pending),
         serving_version=serving,
         champion_version=champion,
-        consumers=len(alive), lag=sum(lags) if lags else None,
-        lag_reported_at=min((row.updated_at for row in alive), default=None),
+        published_5min=int(published),
     )
 
 

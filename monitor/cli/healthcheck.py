@@ -4,11 +4,17 @@ Docker runs it inside the container (the image's HEALTHCHECK and docker/compose.
 1 unhealthy, as Docker expects; the one line printed lands in ``docker inspect``'s health log.
 
 - ``dashboard``: Streamlit answers ``ok`` on ``/_stcore/health`` at FINPULSE_DASHBOARD_PORT.
-- ``worker`` (consumer, scheduler): a Kafka bootstrap server accepts connections, and the database answers and
-  is migrated to this code's head revision (a consumer on an old schema would fail on its first write).
+- ``worker`` (consumer, scheduler): a Kafka bootstrap server accepts connections, the database answers and is
+  migrated to this code's head revision (a consumer on an old schema would fail on its first write), and no
+  consumer of this host reports an outage in its health file (FINPULSE_HEALTH_DIR, see
+  :mod:`monitor.stream.health`): ``database_retrying`` or ``broker_reconnecting`` is unhealthy, with the detail
+  and since when; ``model_refused`` stays healthy, the line saying ``degraded: serving <version> because ...``.
+  A file whose process is gone is stale and ignored. Every failure is named, e.g. an unreachable database and
+  the consumer retrying it.
 - ``auto``: ``dashboard`` when the container's main process is the dashboard, else ``worker``.
 
-It imports neither torch nor the CLI, so a probe costs a fraction of a second every interval.
+It imports neither torch nor the CLI, so a probe costs a fraction of a second every interval. ``finpulse health``
+(:mod:`monitor.cli.health`) shows the same checks one per line.
 """
 
 from __future__ import annotations
@@ -18,12 +24,19 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
+
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, col, select
 
 from monitor.core import db
 from monitor.core.errors import FinpulseError
 from monitor.core.settings import Settings, load_settings
+from monitor.stream.health import HealthRecord, read_records
+from schemas.consumers import ConsumerHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +87,15 @@ def check_kafka(bootstrap: str) -> str:
     raise Unhealthy(f"no Kafka bootstrap server reachable ({'; '.join(failures)})")
 
 
-def check_database(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def _engine(url: str) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return db.make_engine(url)
+    return db.make_engine(url, connect_args={"connect_timeout": round(TIMEOUT_S)})  # a probe must not hang
 
+
+def check_database(url: str) -> str:
     safe_url = make_url(url).render_as_string(hide_password=True)
-    engine = db.make_engine(url)
+    engine = _engine(url)
     try:
         current = db.current_revision(engine)
     except Exception as error:  # noqa: BLE001 - any driver error means "not healthy"; say which
@@ -93,11 +110,82 @@ def check_database(url: str) -> str:
     return f"database at {current}"
 
 
+def serving_versions(url: str, members: list[str]) -> dict[str, str | None]:
+    """The model version each consumer last reported in its heartbeat row (what it serves); {} on any error."""
+    engine = _engine(url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(select(ConsumerHeartbeat).where(col(ConsumerHeartbeat.member).in_(members))).all()
+            return {row.member: row.model_version for row in rows}
+    except Exception:  # the version is a nicety of the line; the database check reports faults
+        log.debug("could not read the heartbeat rows", exc_info=True)
+        return {}
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One part of the verdict: ``ok`` and ``degraded`` keep it healthy, ``unhealthy`` fails it, ``ignored``
+    (a stale health file) does not count."""
+
+    name: str  # kafka, database, or the consumer's host:pid
+    state: Literal["ok", "degraded", "unhealthy", "ignored"]
+    text: str
+    record: HealthRecord | None = None  # a consumer's health file
+
+
+def consumer_check(record: HealthRecord, version: str | None, now: datetime | None = None) -> Check:
+    where = record.liveness()
+    if where == "gone":
+        return Check(record.member, "ignored", f"consumer {record.member}: stale file, process {record.pid} is "
+                                               "gone (ignored)", record)
+    if where == "elsewhere":
+        return Check(record.member, "ignored", f"consumer {record.member}: written on host {record.host}, whose "
+                                               "processes cannot be checked from here (ignored)", record)
+    if record.unhealthy:
+        return Check(record.member, "unhealthy", record.describe(now), record)
+    if record.degraded:
+        since = f"{record.since:%Y-%m-%d %H:%M:%S}Z"
+        return Check(record.member, "degraded",
+                     f"degraded: serving {version or 'the last good version'} because "
+                     f"{record.detail or 'the champion was refused'} (consumer {record.member}, since {since})", record)
+    return Check(record.member, "ok", f"consumer {record.member} {record.status}", record)
+
+
+def worker_checks(settings: Settings) -> list[Check]:
+    """Broker reachable, database migrated, and the state of each consumer of this host (its health file)."""
+    checks = []
+    for name, run, target in (("kafka", check_kafka, settings.kafka_bootstrap),
+                              ("database", check_database, settings.database_url)):
+        try:
+            checks.append(Check(name, "ok", run(target)))
+        except Unhealthy as error:
+            checks.append(Check(name, "unhealthy", str(error)))
+    records = read_records(settings.health_dir)
+    refused = [r.member for r in records if r.degraded]
+    versions = serving_versions(settings.database_url, refused) if refused and checks[1].state == "ok" else {}
+    checks.extend(consumer_check(record, versions.get(record.member)) for record in records)
+    return checks
+
+
+def verdict(checks: list[Check]) -> tuple[int, str]:
+    """(exit code, the one line): every failure when unhealthy, else the healthy parts then the degraded ones."""
+    failures = [check.text for check in checks if check.state == "unhealthy"]
+    if failures:
+        return 1, "unhealthy: " + "; ".join(failures)
+    shown = [c.text for c in checks if c.state == "ok"] + [c.text for c in checks if c.state == "degraded"]
+    return 0, "healthy: " + "; ".join(shown)
+
+
 def probe(role: Role, settings: Settings) -> str:
-    """Run the checks of ``role``; return the healthy line or raise :class:`Unhealthy`."""
+    """Run the checks of ``role``; return the healthy line (after ``healthy: ``) or raise :class:`Unhealthy`."""
     if role == "dashboard":
         return check_dashboard(settings.dashboard_port)
-    return f"{check_kafka(settings.kafka_bootstrap)}; {check_database(settings.database_url)}"
+    code, line = verdict(worker_checks(settings))
+    if code:
+        raise Unhealthy(line.removeprefix("unhealthy: "))
+    return line.removeprefix("healthy: ")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,7 @@ class Demo:
         self.consumer_error: BaseException | None = None
         self.stream: Any = None
         self.dashboard: subprocess.Popen[bytes] | None = None
+        self.topics: dict[str, str] = {}  # this run's topics, for the dashboard process's environment
         self._logs: list[IO[bytes]] = []
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -132,6 +133,8 @@ class Demo:
         tag = run_tag()
         s = self.settings.model_copy(update={"kafka_topic": f"{self.settings.kafka_topic}.{tag}",
                                              "kafka_dead_letter_topic": f"{self.settings.kafka_topic}.{tag}.dlq"})
+        self.topics = {"FINPULSE_KAFKA_TOPIC": s.kafka_topic,
+                       "FINPULSE_KAFKA_DEAD_LETTER_TOPIC": s.kafka_dead_letter_topic}
         self.broker = EmbeddedBroker(self.o["port"], log_file=Path(self.o["logs"]) / "broker.log",
                                      popen_options=child_options())
         Path(self.o["logs"]).mkdir(parents=True, exist_ok=True)
@@ -174,8 +177,10 @@ class Demo:
         login = dashboard_login(self.settings)
         port, address = self.o["dashboard_port"], self.o["address"]
         command = [sys.executable, "-m", "monitor.app", "dashboard", "--port", str(port), "--address", address]
-        self.dashboard = subprocess.Popen(command, env=login.env, stdout=self._log_file("dashboard.log"),
-                                          stderr=subprocess.STDOUT, **child_options())
+        # The dashboard is configured with this run's topics, like the consumer whose lag and health it shows.
+        self.dashboard = subprocess.Popen(command, env={**login.env, **self.topics},
+                                          stdout=self._log_file("dashboard.log"), stderr=subprocess.STDOUT,
+                                          **child_options())
         local = f"http://127.0.0.1:{port}"
         if not wait_healthy(local, self.dashboard, self.stop_requested):
             if self.stop_requested.is_set():

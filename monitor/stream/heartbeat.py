@@ -1,4 +1,5 @@
-"""Publishes a consumer's lag and throughput to the ``consumer_heartbeat`` table (the dashboard's lag tile).
+"""Publishes a consumer's lag, throughput and health state to the ``consumer_heartbeat`` table (the dashboard's
+lag tile).
 
 Writing is best effort: the table is a status display, so a failed write is logged and the consumer goes on;
 it never holds up scoring or offset commits.
@@ -15,11 +16,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, delete
 
+from monitor.stream.health import clean_detail
 from schemas.consumers import ConsumerHeartbeat
 from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
 
+STATUS_MAX_CHARS = 32  # the column's width
 FORGET_AFTER = timedelta(days=1)  # rows of consumers that crashed longer ago than this are deleted
 
 
@@ -38,10 +41,13 @@ class Heartbeat:
         self.started_at = utcnow()
 
     def beat(self, *, lag: int | None, messages_per_s: float, partitions: list[int],
-             model_version: str | None) -> None:
+             model_version: str | None, status: str = "ok", detail: str | None = None) -> None:
+        """``status``/``detail``: the consumer's health state (:class:`monitor.stream.health.HealthReporter`),
+        shown on the Overview next to the lag."""
         row = ConsumerHeartbeat(member=self.member, group_id=self.group_id, topic=self.topic,
                                 partitions=sorted(partitions), lag=lag, messages_per_s=round(messages_per_s, 3),
-                                model_version=model_version, started_at=self.started_at, updated_at=utcnow())
+                                model_version=model_version, status=status[:STATUS_MAX_CHARS],
+                                detail=clean_detail(detail), started_at=self.started_at, updated_at=utcnow())
         try:
             with Session(self.engine) as session:
                 session.merge(row)  # one row per member: insert the first time, update after

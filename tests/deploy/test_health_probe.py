@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import healthcheck
+from monitor.core import db
+from monitor.core.settings import load_settings
 from monitor.stream.broker import EmbeddedBroker, free_port
+from monitor.stream.health import HealthReporter
+from monitor.stream.heartbeat import Heartbeat
 from tests.deploy.files import clean_env
 
 
@@ -86,5 +92,53 @@ def test_worker_probe_reports_what_is_wrong(broker: EmbeddedBroker, sqlite_url: 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("unhealthy: database ") and "`finpulse db upgrade`" in lines[0]
     assert lines[1].startswith(f"unhealthy: no Kafka bootstrap server reachable ({closed}:")
+    assert "; database " in lines[1] and "`finpulse db upgrade`" in lines[1]  # every failure is named
     assert lines[2].startswith("unhealthy: invalid setting FINPULSE_BATCH_MAX_WAIT_MS")
     assert "unknown role 'nonsense'" in lines[3]
+
+
+def test_probe_stays_light() -> None:
+    # The image runs it every 30 s next to a consumer holding a model: no torch, no CLI framework.
+    code = ("import sys, monitor.cli.healthcheck; heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'transformers', 'typer', 'kafka', 'streamlit'}); print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_worker_probe_reads_the_consumer_state_from_the_shared_working_directory(
+    broker: EmbeddedBroker, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the image the consumer and the probe share WORKDIR, so the default FINPULSE_HEALTH_DIR (./var/health)
+    is the same folder for both; an outage the consumer reports fails the container's health."""
+    for key in [k for k in os.environ if k.startswith("FINPULSE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(kafka_bootstrap=broker.bootstrap, database_url=db_url)
+    member = f"{socket.gethostname()}:{os.getpid()}"
+    reporter = HealthReporter(settings, member)  # writes ./var/health/consumer-<host>_<pid>.json
+    env = {**clean_env(), "FINPULSE_KAFKA_BOOTSTRAP": broker.bootstrap, "FINPULSE_DATABASE_URL": db_url}
+
+    def run_probe() -> tuple[int, str]:
+        result = subprocess.run([sys.executable, "-m", "monitor.cli.healthcheck", "worker"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout.strip()
+
+    try:
+        assert run_probe() == (0, f"healthy: kafka {broker.bootstrap} reachable; database at {db.head_revision()}; "
+                                  f"consumer {member} starting")
+        reporter.set("broker_reconnecting", "NoBrokersAvailable (attempt 5)")
+        code, line = run_probe()
+        assert code == 1 and line.startswith(f"unhealthy: consumer {member} broker_reconnecting since ")
+        assert line.endswith("NoBrokersAvailable (attempt 5)")
+        engine = db.make_engine(db_url)  # what it serves comes from its heartbeat row
+        Heartbeat(engine, settings.kafka_group_id, settings.kafka_topic, member=member).beat(
+            lag=0, messages_per_s=1.0, partitions=[0], model_version="v7", status="model_refused", detail="v8 broken")
+        engine.dispose()
+        reporter.set("model_refused", "champion v8 failed its test load")
+        code, line = run_probe()
+        assert code == 0 and f"; degraded: serving v7 because champion v8 failed its test load (consumer {member}" \
+            in line
+    finally:
+        reporter.close()
+    assert run_probe()[0] == 0 and not list((tmp_path / "var" / "health").iterdir())

@@ -67,11 +67,18 @@ def test_beats_replace_one_row_per_member_and_leave_deletes_it(db_url: str) -> N
         other = Heartbeat(engine, "group-a", "news", member="host:2")
         first.beat(lag=500, messages_per_s=10.0, partitions=[2, 0], model_version="v1")
         other.beat(lag=None, messages_per_s=0.0, partitions=[1], model_version=None)
-        first.beat(lag=20, messages_per_s=42.5, partitions=[0, 2], model_version="v2")
+        # The health state rides along: a long detail fits the column, without the NUL PostgreSQL would refuse.
+        first.beat(lag=20, messages_per_s=42.5, partitions=[0, 2], model_version="v2", status="model_refused",
+                   detail="champion v3 refused: " + "x" * 600 + "\0")
         rows = {row.member: row for row in _rows(db_url)}
         assert set(rows) == {"host:1", "host:2"}  # the crashed consumer's day-old row was pruned
         assert (rows["host:1"].lag, rows["host:1"].messages_per_s, rows["host:1"].partitions) == (20, 42.5, [0, 2])
         assert rows["host:1"].model_version == "v2" and rows["host:2"].lag is None
+        assert rows["host:1"].status == "model_refused" and rows["host:1"].detail is not None
+        assert rows["host:1"].detail.startswith("champion v3 refused: xxx") and len(rows["host:1"].detail) == 500
+        assert (rows["host:2"].status, rows["host:2"].detail) == ("ok", None)
+        first.beat(lag=0, messages_per_s=1.0, partitions=[0], model_version="v2")  # recovered: back to ok
+        assert {row.member: (row.status, row.detail) for row in _rows(db_url)}["host:1"] == ("ok", None)
         first.leave()
         assert [row.member for row in _rows(db_url)] == ["host:2"]
     finally:
