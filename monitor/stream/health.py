@@ -235,6 +235,8 @@ class HealthReporter:
         try:
             self.health_dir.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(prefix=".consumer-", suffix=".tmp", dir=self.health_dir)
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide it from an operator's `finpulse health`
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(self._payload(), out)
             os.replace(temp, self.path)
