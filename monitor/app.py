@@ -12,6 +12,7 @@ import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboards.cli import dashboard_app  # imports only typer; streamlit loads in its own process
 from monitor.bench.cli import bench  # imports only typer; torch loads inside the command
@@ -23,6 +24,7 @@ from monitor.cli.health import health  # imports only typer; the checks load ins
 from monitor.cli.retrain import register as register_retraining  # imports only typer
 from monitor.cli.stream import consume, replay
 from monitor.cli.train import register as register_finetune  # imports only typer; torch loads in the commands
+from monitor.core.db_faults import database_unreachable, is_outage
 from monitor.core.errors import FinpulseError
 from monitor.core.logs import setup_logging
 from monitor.demo.cli import demo  # imports only typer; everything else loads inside the command
@@ -64,7 +66,13 @@ def main() -> None:
     except FinpulseError as error:
         logging.getLogger("finpulse").debug("error detail", exc_info=True)
         typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))  # e.g. 75 (EX_TEMPFAIL) when an outage outlasted its deadline
+    except SQLAlchemyError as error:
+        if not is_outage(error):
+            raise
+        logging.getLogger("finpulse").debug("error detail", exc_info=True)
+        typer.echo(f"error: {database_unreachable(error)}", err=True)
+        sys.exit(75)
 
 
 if __name__ == "__main__":
