@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ MAX_MESSAGE_BYTES = 4096
 
 # Short group timings: tansu completes a join in about half the session timeout.
 FAST_GROUP = {"kafka_session_timeout_ms": 2000, "kafka_max_poll_interval_ms": 20_000, "batch_max_wait_ms": 100,
-              "batch_max_messages": 50, "stats_interval_s": 1.0, "max_message_bytes": MAX_MESSAGE_BYTES}
+              "batch_max_messages": 50, "stats_interval_s": 1.0, "max_message_bytes": MAX_MESSAGE_BYTES,
+              # consumers' health files go here, not into the checkout's var/health
+              "health_dir": Path(tempfile.gettempdir()) / "finpulse-test-health"}
 
 
 def news(i: int, **overrides: Any) -> dict[str, Any]:

@@ -157,7 +157,7 @@ class NewsConsumer:
         heartbeat = Heartbeat(self.engine, self.settings.kafka_group_id, self.settings.kafka_topic, self.member)
         log.info("consuming %s as group %s (batches of up to %d messages / %d ms)", self.settings.kafka_topic,
                  self.settings.kafka_group_id, self.settings.batch_max_messages, self.settings.batch_max_wait_ms)
-        self.health.ok()
+        self._model_health()
         last_message = time.monotonic()
         try:
             while not self._stop.is_set() and not self._limit_reached():
@@ -193,7 +193,15 @@ class NewsConsumer:
         log.info(self.summary.line())
         return self.summary
 
+    def _model_health(self) -> None:
+        refusal = getattr(self.scorers, "refusal", None)  # ModelSource: why the champion is not what serves
+        if refusal and self.health.status in ("ok", "starting"):
+            self.health.set("model_refused", refusal)
+        elif not refusal and self.health.status in ("model_refused", "starting"):
+            self.health.ok()
+
     def _report(self, consumer: Any, stats: ConsumerStats, heartbeat: Heartbeat) -> None:
+        self._model_health()
         lag = consumer_lag(consumer)
         rate = stats.report(lag)
         heartbeat.beat(lag=lag, messages_per_s=rate, partitions=[tp.partition for tp in consumer.assignment()],

@@ -212,8 +212,17 @@ def test_a_label_saved_in_the_labelling_page_lands_in_the_table(env: Any, own: t
     assert {"start", "end", "type", "text", "sentiment"} == set(row.entities[0])
 
 
-def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tuple[str, Seeded]) -> None:
+def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tuple[str, Seeded],
+                                                             tiny_model_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     url, _ = own
+    engine = db.make_engine(url)
+    with Session(engine) as session:  # promotion and rollback test-load the model: give them a real one
+        for row in session.exec(select(ModelVersion).where(col(ModelVersion.version).in_(["v2", "v3"]))):
+            row.path = str(tiny_model_dir)
+            session.add(row)
+        session.commit()
+    monkeypatch.setenv("FINPULSE_DEVICE", "cpu")
     env(url)
     at = run_app("models")
     table = at.dataframe[0].value
@@ -233,7 +242,6 @@ def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tupl
     field(at, "Serve this version instead of the current champion").check()
     button(at, "Promote").click().run()
     assert not at.error and not at.exception
-    engine = db.make_engine(url)
     with Session(engine) as session:
         assert session.exec(select(ModelVersion.version).where(ModelVersion.status == "champion")).one() == "v3"
     field(at, "Roll back the champion").check()
@@ -241,6 +249,7 @@ def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tupl
     assert not at.error
     with Session(engine) as session:
         assert session.exec(select(ModelVersion.version).where(ModelVersion.status == "champion")).one() == "v2"
+    engine.dispose()
 
 
 def test_password_hash_round_trip_and_limits() -> None:
