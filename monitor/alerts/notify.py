@@ -201,7 +201,7 @@ class Notifier:
     def drain_once(self) -> int:
         """Send every due notification once; returns how many were claimed."""
         lease_s = self.settings.notify_lease_s
-        claims = outbox.claim_due(self.engine, utcnow(), lease_s, self.batch)
+        claims = outbox.claim_due(self.engine, utcnow(), lease_s, self.batch, self.settings.notify_max_attempts)
         if claims:
             with outbox.LeaseKeeper(self.engine, lease_s, claims) as keeper:
                 for claim in claims:

@@ -50,8 +50,10 @@ class Claim:
         return self.row.attempts + 1
 
 
-def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int) -> list[Claim]:
-    """Lease up to ``limit`` due rows to this sender, each under a fresh token."""
+def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int, max_attempts: int | None = None
+              ) -> list[Claim]:
+    """Lease up to ``limit`` due rows to this sender, each under a fresh token. A row whose senders kept dying
+    mid-send (still 'sending' after ``max_attempts`` claims) is marked failed instead of being sent for ever."""
     lease_until = now + timedelta(seconds=lease_s)
     claimed = []
     with session_scope(engine) as session:
@@ -61,6 +63,7 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int) -> list
             .order_by(col(Notification.next_attempt_at), col(Notification.id)).limit(limit)
         ).scalars().all()
         for row in due:
+            given_up = max_attempts is not None and row.status == "sending" and row.attempts >= max_attempts
             token = str(uuid.uuid4())
             previous = (col(Notification.lease_token).is_(None) if row.lease_token is None
                         else col(Notification.lease_token) == row.lease_token)
@@ -71,11 +74,16 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int) -> list
                     col(Notification.id) == row.id, col(Notification.status) == row.status,
                     col(Notification.attempts) == row.attempts, previous,
                     col(Notification.next_attempt_at) <= now,
-                ).values(status="sending", attempts=row.attempts + 1, lease_token=token, next_attempt_at=lease_until,
-                         updated_at=now)
+                ).values(**({"status": "failed", "lease_token": None, "updated_at": now,
+                             "last_error": f"its sender died mid-send {row.attempts} times; not retried"}
+                            if given_up else
+                            {"status": "sending", "attempts": row.attempts + 1, "lease_token": token,
+                             "next_attempt_at": lease_until, "updated_at": now}))
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
+            if result.rowcount == 1 and given_up:  # type: ignore[attr-defined]
+                log.error("notification %s: its sender died mid-send %d times; marked failed", row.id, row.attempts)
+            elif result.rowcount == 1:  # type: ignore[attr-defined]
                 claimed.append(Claim(row, token))
         session.expunge_all()
     return claimed

@@ -198,3 +198,16 @@ def test_a_renewal_that_lands_between_a_claimers_read_and_its_claim_wins(db_url:
     assert outbox.finish(holder_engine, held, {"status": "sent", "sent_at": utcnow()})  # the holder still owns it
     holder_engine.dispose()
     claimer_engine.dispose()
+
+
+def test_a_row_whose_senders_keep_dying_is_failed_after_the_attempt_limit(db_url: str) -> None:
+    engine = db.make_engine(db_url)
+    queue(engine, 1)
+    for _ in range(2):  # two senders claim the row and die mid-send (their leases run out)
+        assert len(outbox.claim_due(engine, utcnow(), 0.01, limit=1, max_attempts=2)) == 1
+        time.sleep(0.05)
+    assert outbox.claim_due(engine, utcnow(), LEASE_S, limit=1, max_attempts=2) == []  # not a third time
+    (row,) = stored(engine)
+    assert (row.status, row.attempts, row.lease_token) == ("failed", 2, None)
+    assert row.last_error is not None and "died mid-send 2 times" in row.last_error
+    engine.dispose()
