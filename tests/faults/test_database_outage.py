@@ -21,6 +21,7 @@ from monitor.stream.consumer import NewsConsumer
 from monitor.stream.stats import RunSummary
 from tests.pg_cluster import PrivateCluster, unavailable_reason
 from tests.stream_helpers import (
+    REPO,
     consumer_settings,
     encode,
     log_tail,
@@ -28,6 +29,7 @@ from tests.stream_helpers import (
     publish,
     read_topic,
     row_counts,
+    settings_env,
     start_consume,
     wait_for,
 )
@@ -124,3 +126,18 @@ def test_database_commands_print_one_line_when_it_is_unreachable(cluster: Privat
         lines = (done.stdout + done.stderr).strip().splitlines()
         assert done.returncode == 75 and len(lines) == 1, lines
         assert "is unreachable" in lines[0] and "FINPULSE_DATABASE_URL" in lines[0] and "hunter2" not in lines[0]
+
+
+def test_consume_gives_up_with_one_line_after_the_outage_deadline(broker: EmbeddedBroker, topics: tuple[str, str],
+                                                                  cluster: PrivateCluster, tiny_model_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    cluster.stop("fast")
+    settings = consumer_settings(broker.bootstrap, topics, cluster.url, tiny_model_dir, retry_max_backoff_s=0.5,
+                                 outage_deadline_s=3.0)
+    env = {**settings_env(settings), "FINPULSE_OUTAGE_DEADLINE_S": "3", "FINPULSE_RETRY_MAX_BACKOFF_S": "0.5"}
+    done = subprocess.run([sys.executable, "-m", "monitor.app", "consume"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 75, done.stderr[-2000:]
+    assert len(errors) == 1 and "FINPULSE_OUTAGE_DEADLINE_S=3" in errors[0] and "re-read" in errors[0]
+    assert "Traceback" not in done.stderr
