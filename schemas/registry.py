@@ -34,6 +34,9 @@ class ModelVersion(SQLModel, table=True):
     refused_at: datetime | None = Field(default=None, sa_type=UTCDateTime,
                                         description="When a consumer or promotion found it unservable.")
     refused_reason: str | None = Field(default=None, max_length=1000)
+    awaiting_approval: bool = Field(default=False, description="Passed the gate; waits for an admin (approve mode).")
+    approved_by: str | None = Field(default=None, max_length=100)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class LabelledNews(SQLModel, table=True):
@@ -47,5 +50,7 @@ class LabelledNews(SQLModel, table=True):
     sentiment: str | None = Field(default=None, max_length=16)
     entities: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     labelled_by: str = Field(default="analyst", max_length=200)
+    labeller_role: str | None = Field(default=None, max_length=16, description=(
+        "The account's role when it labelled; NULL for labels from before accounts existed."))
     labelled_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     split: str | None = Field(default=None, max_length=16, description="gold | train; set by retraining")

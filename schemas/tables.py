@@ -1,5 +1,6 @@
 """Imports every table module so ``SQLModel.metadata`` is complete (Alembic, tests, the dashboard)."""
 
+from schemas.accounts import Account, AuditEvent, LoginThrottle
 from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState, Notification
 from schemas.consumers import ConsumerHeartbeat
 from schemas.delivery import DeliveryAttempt
@@ -9,6 +10,22 @@ from schemas.retraining import DriftReport, JobLock, JobRun
 from schemas.signals import EntitySignal, NewsEntity
 
 __all__ = [
-    "Alert", "AlertRule", "AlertSilence", "AlertState", "ConsumerHeartbeat", "DeliveryAttempt", "DriftReport",
-    "EntitySignal", "JobLock", "JobRun", "LabelledNews", "ModelVersion", "News", "NewsEntity", "Notification",
+    "Account",
+    "Alert",
+    "AlertRule",
+    "AlertSilence",
+    "AlertState",
+    "AuditEvent",
+    "ConsumerHeartbeat",
+    "DeliveryAttempt",
+    "DriftReport",
+    "EntitySignal",
+    "JobLock",
+    "JobRun",
+    "LabelledNews",
+    "LoginThrottle",
+    "ModelVersion",
+    "News",
+    "NewsEntity",
+    "Notification",
 ]

@@ -122,10 +122,21 @@ class Settings(BaseSettings):
     )
     dashboard_auth_disabled: bool = Field(False, description="Skip the password (local use only).")
     dashboard_refresh_s: float = Field(5.0, gt=0, description="Seconds between live refreshes.")
+    dashboard_session_idle_s: float = Field(1800.0, gt=0, description=(
+        "A dashboard login ends after this many seconds without activity."))
+    dashboard_session_max_s: float = Field(43_200.0, gt=0, description=(
+        "A dashboard login ends this many seconds after it began, active or not."))
+    login_max_failures: int = Field(5, ge=1, le=100, description=(
+        "Wrong passwords in a row (per account, and per client address) before logins are locked out."))
+    login_lockout_s: float = Field(60.0, gt=0, description=(
+        "The first lock-out; it doubles with each further failure, up to a day."))
     movers_min_stories: int = Field(3, ge=1, description=(
         "Stories an entity needs in its newest bucket to be listed as a top mover (one story is noise)."))
 
     # --- Retraining --------------------------------------------------------------------------------------
+    retrain_promotion: Literal["auto", "approve"] = Field("auto", description=(
+        "auto: a candidate that passes the gate is promoted at once; approve: it waits on the Models page until an "
+        "admin other than the last labeller of its new data approves it (four eyes)."))
     retrain_cron: str = Field("0 2 * * *", description="Cron expression of the retraining job (UTC).")
     retrain_min_labels: int = Field(50, ge=1, description="Skip retraining below this many new labels.")
     retrain_tolerance: float = Field(0.01, ge=0, le=1, description="Allowed gold-set macro-F1 drop.")
