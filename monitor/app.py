@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboards.cli import dashboard_app  # imports only typer; streamlit loads in its own process
 from monitor.bench.cli import bench  # imports only typer; torch loads inside the command
 from monitor.cli.alerts import alerts_app  # imports only typer; the database loads inside the commands
+from monitor.cli.audit import audit_app  # imports only typer; the database loads inside the command
 from monitor.cli.broker import broker
 from monitor.cli.config import config_app  # imports only typer; settings load inside the commands
 from monitor.cli.db import db_app
@@ -24,6 +25,7 @@ from monitor.cli.health import health  # imports only typer; the checks load ins
 from monitor.cli.retrain import register as register_retraining  # imports only typer
 from monitor.cli.stream import consume, replay
 from monitor.cli.train import register as register_finetune  # imports only typer; torch loads in the commands
+from monitor.cli.users import users_app  # imports only typer; the database loads inside the commands
 from monitor.core.db_faults import database_unreachable, is_outage
 from monitor.core.errors import FinpulseError
 from monitor.core.logs import setup_logging
@@ -48,6 +50,8 @@ register_retraining(app)  # retrain, scheduler, drift, models
 app.command()(demo)
 app.command()(broker)
 app.command()(health)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()

@@ -41,14 +41,16 @@ def is_gold(text: str) -> bool:
     return stable_fraction(normalize_text(text), SPLIT_SEED) < GOLD_FRACTION
 
 
-def add_labels(engine: Engine, start: int, count: int, *, wrong_training_labels: bool = False) -> list[int]:
-    """``count`` labelled headlines; with ``wrong_training_labels`` the ones bound for training get a wrong
-    label (their split is preset, as an earlier assignment would have) while the gold ones stay right."""
+def add_labels(engine: Engine, start: int, count: int, *, wrong_training_labels: bool = False, by: str = "test",
+               role: str | None = None) -> list[int]:
+    """``count`` labelled headlines by ``by`` (an account of ``role``; None: from before accounts existed); with
+    ``wrong_training_labels`` the ones bound for training get a wrong label (their split is preset, as an earlier
+    assignment would have) while the gold ones stay right."""
     rows = []
     for i in range(start, start + count):
         label = LABELS[i % 3]
         text = f"Firm {i} {PHRASES[label]}"
-        row = LabelledNews(text=text, sentiment=label, labelled_by="test")
+        row = LabelledNews(text=text, sentiment=label, labelled_by=by, labeller_role=role)
         if wrong_training_labels:
             row.split = "gold" if is_gold(text) else "train"
             if row.split == "train":
@@ -78,5 +80,5 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """FINPULSE_* variables that reproduce ``settings`` in a subprocess."""
     names = ("database_url", "models_dir", "device", "precision", "max_seq_length", "retrain_min_labels",
              "retrain_replay_samples", "retrain_gold_fraction", "retrain_config", "retrain_tolerance",
-             "retrain_min_improvement", "drift_cron", "retrain_cron")
+             "retrain_min_improvement", "drift_cron", "retrain_cron", "retrain_promotion")
     return {f"FINPULSE_{name.upper()}": str(getattr(settings, name)) for name in names}

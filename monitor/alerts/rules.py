@@ -1,7 +1,9 @@
 """Managing alert rules, silences and acknowledgements: the operations behind ``finpulse alerts`` and the dashboard.
 
 Every function takes the caller's session (the caller commits) and raises :class:`ConfigError` with one line
-for anything a user can get wrong.
+for anything a user can get wrong. Every write takes the acting :class:`~monitor.core.accounts.Principal` as
+``by``: it checks the role first (:func:`~monitor.core.accounts.require`, :class:`PermissionDenied` otherwise),
+records ``by.name`` (never a typed name) and adds the audit row in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pydantic import ValidationError
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from monitor.core import audit
+from monitor.core.accounts import Principal, require
 from monitor.core.errors import ConfigError
 from schemas.alerts import Alert, AlertRule, AlertRuleIn, AlertSilence, AlertState, Notification, describe_rule_error
 from schemas.signals import parse_entity_ref
@@ -49,14 +53,24 @@ def list_rules(session: Session) -> list[AlertRule]:
     return list(session.exec(select(AlertRule).order_by(col(AlertRule.name))).all())
 
 
-def add_rule(session: Session, rule_in: AlertRuleIn) -> AlertRule:
+def _fields(rule: AlertRule) -> dict[str, Any]:
+    return {"id": rule.id, **{field: getattr(rule, field) for field in RULE_FIELDS}}
+
+
+def _target(rule: AlertRule) -> str:
+    return f"rule {rule.id} ({rule.name})"
+
+
+def add_rule(session: Session, rule_in: AlertRuleIn, *, by: Principal) -> AlertRule:
+    require(by, "edit_rules")
     if session.exec(select(AlertRule).where(col(AlertRule.name) == rule_in.name)).first() is not None:
         raise ConfigError(f"invalid alert rule: name: a rule named {rule_in.name!r} exists; "
                           "choose another name or use `finpulse alerts update`")
     rule = AlertRule(**rule_in.model_dump())
     session.add(rule)
     session.flush()
-    log.info("alert rule %s added (id %s)", rule.name, rule.id)
+    audit.record(session, by, "rule.create", _target(rule), None, _fields(rule))
+    log.info("alert rule %s added (id %s) by %s", rule.name, rule.id, by.name)
     return rule
 
 
@@ -70,8 +84,10 @@ def _close_open(session: Session, rule: AlertRule, reason: str) -> None:
     session.execute(delete(AlertState).where(col(AlertState.rule_id) == rule.id))
 
 
-def update_rule(session: Session, name_or_id: str | int, changes: Mapping[str, Any]) -> AlertRule:
+def update_rule(session: Session, name_or_id: str | int, changes: Mapping[str, Any], *,
+                by: Principal) -> AlertRule:
     """Apply ``changes`` (any AlertRuleIn fields); the whole merged rule is validated again."""
+    require(by, "edit_rules")
     rule = get_rule(session, name_or_id)
     unknown = sorted(set(changes) - set(RULE_FIELDS))
     if unknown:
@@ -84,28 +100,34 @@ def update_rule(session: Session, name_or_id: str | int, changes: Mapping[str, A
         raise ConfigError(f"invalid alert rule: name: a rule named {merged['name']!r} exists")
     if any(merged[f] != current[f] for f in _RESET_FIELDS) or (current["enabled"] and not merged["enabled"]):
         _close_open(session, rule, "rule disabled" if not merged["enabled"] else "rule changed")
+    before = _fields(rule)
     for field, value in merged.items():
         setattr(rule, field, value)
     rule.updated_at = utcnow()
     session.add(rule)
     session.flush()
-    log.info("alert rule %s updated", rule.name)
+    audit.record(session, by, "rule.update", _target(rule), before, _fields(rule))
+    log.info("alert rule %s updated by %s", rule.name, by.name)
     return rule
 
 
-def delete_rule(session: Session, name_or_id: str | int) -> AlertRule:
+def delete_rule(session: Session, name_or_id: str | int, *, by: Principal) -> AlertRule:
     """Delete a rule with its states and silences; its past alerts stay (they carry the rule's name)."""
+    require(by, "edit_rules")
     rule = get_rule(session, name_or_id)
+    before = _fields(rule)
     _close_open(session, rule, "rule deleted")
     session.execute(delete(AlertSilence).where(col(AlertSilence.rule_id) == rule.id))
     session.delete(rule)
     session.flush()
-    log.info("alert rule %s deleted", rule.name)
+    audit.record(session, by, "rule.delete", f"rule {before['id']} ({before['name']})", before, None)
+    log.info("alert rule %s deleted by %s", rule.name, by.name)
     return rule
 
 
 def add_silence(session: Session, until: datetime, rule: str | None = None, entity: str | None = None,
-                reason: str | None = None, created_by: str = "cli") -> AlertSilence:
+                reason: str | None = None, *, by: Principal) -> AlertSilence:
+    require(by, "silence")
     if rule is None and entity is None:
         raise ConfigError("a silence needs --rule, --entity or both; it would otherwise mute everything")
     if until <= utcnow():
@@ -115,20 +137,26 @@ def add_silence(session: Session, until: datetime, rule: str | None = None, enti
         key = parse_entity_ref(entity) if entity is not None else None
     except ValueError as error:
         raise ConfigError(f"invalid silence entity: {error}") from None
-    silence = AlertSilence(rule_id=rule_id, entity=key, until=until, reason=reason, created_by=created_by)
+    silence = AlertSilence(rule_id=rule_id, entity=key, until=until, reason=reason, created_by=by.name)
     session.add(silence)
     session.flush()
+    audit.record(session, by, "silence.create", f"silence {silence.id}", None,
+                 {"id": silence.id, "rule_id": rule_id, "entity": key, "until": until, "reason": reason})
     return silence
 
 
-def acknowledge(session: Session, alert_id: int, by: str) -> Alert:
+def acknowledge(session: Session, alert_id: int, *, by: Principal) -> Alert:
     """Mark an alert seen: reminders stop; the resolve notification is still sent."""
+    require(by, "acknowledge")
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise ConfigError(f"no alert #{alert_id}; `finpulse alerts history` lists recent alerts")
-    alert.acked_at, alert.acked_by = utcnow(), by
+    before = {"acked_at": alert.acked_at, "acked_by": alert.acked_by}
+    alert.acked_at, alert.acked_by = utcnow(), by.name
     session.add(alert)
     session.flush()
+    audit.record(session, by, "alert.acknowledge", f"alert {alert.id} ({alert.rule_name} on {alert.entity})",
+                 before, {"acked_at": alert.acked_at, "acked_by": alert.acked_by})
     return alert
 
 

@@ -1,6 +1,7 @@
 """``finpulse alerts``: add, list, update, enable/disable, delete rules; silence, acknowledge, history.
 
-Imports only typer at module level; the database and schemas load inside the commands.
+Imports only typer at module level; the database and schemas load inside the commands. Every change is audited
+with the OS user, or ``--actor``, as the actor (:func:`monitor.core.audit.cli_principal`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from monitor.alerts.durations import parse_duration
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from monitor.core.accounts import Principal
     from schemas.alerts import AlertRule
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,13 @@ Repeat = Annotated[str | None, typer.Option(help="Reminder interval while firing
 Severity = Annotated[str | None, typer.Option(help="info, warning or critical.")]
 Channels = Annotated[list[str] | None, typer.Option("--channel", help="Notification channel name (repeatable).")]
 Description = Annotated[str | None, typer.Option(help="Free text shown with the rule.")]
+Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit trail (default: the OS user).")]
+
+
+def _by(actor: str | None) -> Principal:
+    from monitor.core.audit import cli_principal  # lazy: startup
+
+    return cli_principal(actor)
 
 
 @contextmanager
@@ -79,6 +88,7 @@ def add(
     recovery: Recovery = None, window: Window = None, pending: Pending = None, repeat: Repeat = None,
     severity: Severity = None, channel: Channels = None, description: Description = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Store it disabled.")] = False,
+    actor: Actor = None,
 ) -> None:
     """Add a rule, e.g. `finpulse alerts add aapl-neg --entity AAPL --metric mean_sentiment --op lt
     --threshold -0.4 --recovery -0.2 --window 15m --channel ops`."""
@@ -89,7 +99,7 @@ def add(
                        description)}
     rule_in = validate_rule(data)
     with _session() as session:
-        rule = add_rule(session, rule_in)
+        rule = add_rule(session, rule_in, by=_by(actor))
         typer.echo(f"added {describe(rule)}")
         _warn_unconfigured(rule)
 
@@ -127,6 +137,7 @@ def update(
     recovery: Recovery = None, window: Window = None, pending: Pending = None, repeat: Repeat = None,
     severity: Severity = None, channel: Channels = None, description: Description = None,
     rename: Annotated[str | None, typer.Option(help="New rule name.")] = None,
+    actor: Actor = None,
 ) -> None:
     """Change some fields of a rule; the result is validated as a whole."""
     from monitor.alerts.rules import update_rule  # lazy: startup
@@ -136,37 +147,37 @@ def update(
     if rename is not None:
         changes["name"] = rename
     with _session() as session:
-        rule = update_rule(session, name, changes)
+        rule = update_rule(session, name, changes, by=_by(actor))
         typer.echo(f"updated {describe(rule)}")
 
 
-def _set_enabled(name: str, enabled: bool) -> None:
+def _set_enabled(name: str, enabled: bool, actor: str | None) -> None:
     from monitor.alerts.rules import update_rule  # lazy: startup
 
     with _session() as session:
-        rule = update_rule(session, name, {"enabled": enabled})
+        rule = update_rule(session, name, {"enabled": enabled}, by=_by(actor))
         typer.echo(f"{'enabled' if enabled else 'disabled'} {rule.name}")
 
 
 @alerts_app.command("disable")
-def disable(name: Annotated[str, typer.Argument(help="Rule name or id.")]) -> None:
+def disable(name: Annotated[str, typer.Argument(help="Rule name or id.")], actor: Actor = None) -> None:
     """Stop evaluating a rule (its open alerts are closed without a notification)."""
-    _set_enabled(name, False)
+    _set_enabled(name, False, actor)
 
 
 @alerts_app.command("enable")
-def enable(name: Annotated[str, typer.Argument(help="Rule name or id.")]) -> None:
+def enable(name: Annotated[str, typer.Argument(help="Rule name or id.")], actor: Actor = None) -> None:
     """Evaluate a disabled rule again."""
-    _set_enabled(name, True)
+    _set_enabled(name, True, actor)
 
 
 @alerts_app.command("delete")
-def delete(name: Annotated[str, typer.Argument(help="Rule name or id.")]) -> None:
+def delete(name: Annotated[str, typer.Argument(help="Rule name or id.")], actor: Actor = None) -> None:
     """Delete a rule (its past alerts are kept)."""
     from monitor.alerts.rules import delete_rule  # lazy: startup
 
     with _session() as session:
-        typer.echo(f"deleted {delete_rule(session, name).name}")
+        typer.echo(f"deleted {delete_rule(session, name, by=_by(actor)).name}")
 
 
 @alerts_app.command("silence")
@@ -175,6 +186,7 @@ def silence(
     entity: Annotated[str | None, typer.Option(help="Entity to mute (any rule unless --rule).")] = None,
     for_: Annotated[str, typer.Option("--for", help="Duration: 30m, 2h, 1d.")] = "1h",
     reason: Annotated[str | None, typer.Option(help="Why (shown in the history).")] = None,
+    actor: Actor = None,
 ) -> None:
     """Mute notifications for a rule and/or entity for a while; alerts are still recorded."""
     from monitor.alerts.rules import add_silence  # lazy: startup
@@ -182,20 +194,20 @@ def silence(
 
     until = utcnow() + timedelta(seconds=parse_duration(for_, "for"))
     with _session() as session:
-        made = add_silence(session, until, rule=rule, entity=entity, reason=reason)
+        made = add_silence(session, until, rule=rule, entity=entity, reason=reason, by=_by(actor))
         typer.echo(f"silence #{made.id} until {made.until.isoformat()}")
 
 
 @alerts_app.command("ack")
 def ack(
     alert_id: Annotated[int, typer.Argument(help="Alert id (see `finpulse alerts history`).")],
-    by: Annotated[str, typer.Option(help="Who acknowledges.")] = "cli",
+    actor: Actor = None,
 ) -> None:
     """Acknowledge an alert: reminders stop, the resolve notification still comes."""
     from monitor.alerts.rules import acknowledge  # lazy: startup
 
     with _session() as session:
-        alert = acknowledge(session, alert_id, by)
+        alert = acknowledge(session, alert_id, by=_by(actor))
         typer.echo(f"acknowledged alert #{alert.id} ({alert.rule_name} on {alert.entity})")
 
 

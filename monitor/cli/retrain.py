@@ -1,4 +1,4 @@
-"""``finpulse retrain``, ``finpulse scheduler``, ``finpulse drift`` and ``finpulse models list|promote|rollback``.
+"""``finpulse retrain``, ``scheduler``, ``drift`` and ``finpulse models list|promote|rollback|approve``.
 
 Registered on the main app by :func:`register`; heavy modules (torch, APScheduler) load inside the commands.
 """
@@ -20,7 +20,9 @@ from monitor.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-models_app = typer.Typer(help="The model registry: list versions, promote one, roll back.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: list versions, promote one, roll back, approve a candidate.",
+                         no_args_is_help=True)
+Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit trail (default: the OS user).")]
 
 
 def retrain_command(
@@ -107,7 +109,8 @@ def _f1(metrics: dict[str, Any], key: str) -> str:
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Every version, oldest first: status, gate decision, gold / new-labels macro-F1, label range, parent."""
+    """Every version, oldest first: status, gate decision, gold / new-labels macro-F1, label range, parent, and
+    whether it awaits approval (FINPULSE_RETRAIN_PROMOTION=approve) or who approved it."""
     from monitor.lifecycle import registry  # lazy: startup
 
     with _engine() as engine:
@@ -122,8 +125,10 @@ def models_list(
     for row in rows:
         decision = (row.gate or {}).get("decision", "-")
         labels = "-" if row.trained_until_label_id is None else str(row.trained_until_label_id)
+        note = ("  awaiting approval" if row.awaiting_approval
+                else f"  approved by {row.approved_by}" if row.approved_by else "")
         typer.echo(f"{row.version:<24} {row.status:<10} {decision:<9} {_f1(row.metrics, 'gold'):>8} "
-                   f"{_f1(row.metrics, 'new_labels'):>8} {labels:>8}  {row.parent_version or '-'}")
+                   f"{_f1(row.metrics, 'new_labels'):>8} {labels:>8}  {row.parent_version or '-'}{note}")
 
 
 FORCE_HELP = ("Skip the test-load, e.g. when the model folder is mounted only on the consumers' hosts. Consumers "
@@ -134,29 +139,49 @@ FORCE_HELP = ("Skip the test-load, e.g. when the model folder is mounted only on
 def models_promote(
     version: Annotated[str, typer.Argument(help="Version to serve.")],
     force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    actor: Actor = None,
 ) -> None:
     """Make VERSION the champion (consumers switch at their next registry poll).
 
     The model is test-loaded first, as the consumers serve it (FINPULSE_DEVICE, FINPULSE_PRECISION,
     FINPULSE_BACKEND), and must score a few texts with finite probabilities; a broken one is refused and the
-    champion stays. Promoting a version that consumers refused clears the refusal once it loads."""
+    champion stays. Promoting a version that consumers refused clears the refusal once it loads. Promoting one
+    that awaits approval approves it: its last labeller may not."""
+    from monitor.core.audit import cli_principal  # lazy: startup
     from monitor.core.settings import get_settings  # lazy: startup
     from monitor.lifecycle import registry  # lazy: startup
 
     with _engine() as engine:
-        row = registry.promote(engine, version, settings=get_settings(), force=force)
+        row = registry.promote(engine, version, by=cli_principal(actor), settings=get_settings(), force=force)
     typer.echo(f"{row.version} is now champion" + (" (not test-loaded: --force)" if force else ""))
 
 
 @models_app.command("rollback")
-def models_rollback(force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False) -> None:
+def models_rollback(force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+                    actor: Actor = None) -> None:
     """Retire the champion and serve the previous champion again (test-loaded first, as for promote)."""
+    from monitor.core.audit import cli_principal  # lazy: startup
     from monitor.core.settings import get_settings  # lazy: startup
     from monitor.lifecycle import registry  # lazy: startup
 
     with _engine() as engine:
-        row = registry.rollback(engine, settings=get_settings(), force=force)
+        row = registry.rollback(engine, by=cli_principal(actor), settings=get_settings(), force=force)
     typer.echo(f"rolled back: {row.version} is champion again")
+
+
+@models_app.command("approve")
+def models_approve(version: Annotated[str, typer.Argument(help="Version awaiting approval.")],
+                   actor: Actor = None) -> None:
+    """Four eyes: make VERSION, a retrained candidate awaiting approval (FINPULSE_RETRAIN_PROMOTION=approve),
+    the champion. Refused when the approver labelled the newest data it was trained on; test-loaded first."""
+    from monitor.core.audit import cli_principal  # lazy: startup
+    from monitor.core.settings import get_settings  # lazy: startup
+    from monitor.lifecycle import registry  # lazy: startup
+
+    by = cli_principal(actor)
+    with _engine() as engine:
+        row = registry.approve(engine, version, by=by, settings=get_settings())
+    typer.echo(f"{row.version} approved by {by.name}; it is now champion")
 
 
 def register(app: typer.Typer) -> None:

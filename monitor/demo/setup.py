@@ -24,6 +24,7 @@ from finetune.args import TrainArgs
 from finetune.device import training_precision
 from monitor.alerts.rules import add_rule
 from monitor.core import db
+from monitor.core.audit import cli_principal
 from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings
 from monitor.lifecycle.training import train_and_register
@@ -71,12 +72,13 @@ def seed_rules(engine: Engine) -> list[str]:
     """Add the example rules that are missing (by name); returns the names added. Existing rules are kept as
     they are, so a rule edited in the dashboard keeps its edits on the next demo run."""
     added: list[str] = []
+    by = cli_principal()  # the OS user who runs the demo, as for any CLI change
     with db.session_scope(engine) as session:
         existing = set(session.exec(select(AlertRule.name).where(
             col(AlertRule.name).in_([rule.name for rule in DEMO_RULES]))).all())
         for rule in DEMO_RULES:
             if rule.name not in existing:
-                add_rule(session, rule)
+                add_rule(session, rule, by=by)
                 added.append(rule.name)
     return added
 

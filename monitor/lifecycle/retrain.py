@@ -8,7 +8,10 @@
 4. Test-load the candidate as every promotion does (:mod:`monitor.lifecycle.model_check`: loads as served, finite
    probabilities); one that fails ends the run as ``failed`` with the reason, unregistered.
 5. Evaluate champion and candidate as served on the gold set and on the new labels' gold part; decide
-   (:mod:`monitor.lifecycle.gate`); register the candidate with its metrics and gate (champion if promoted).
+   (:mod:`monitor.lifecycle.gate`); register the candidate with its metrics and gate, audited as the
+   ``scheduler`` principal. With ``FINPULSE_RETRAIN_PROMOTION=auto`` a candidate that passes becomes champion;
+   with ``approve`` it is registered ``awaiting_approval`` (run status ``awaiting``), the champion keeps serving,
+   and an admin other than its last labeller approves it (:func:`monitor.lifecycle.registry.approve`).
 
 A champion that a consumer refused (``refused_at``) is not retrained from: the run is skipped with the reason.
 """
@@ -29,7 +32,7 @@ from finetune.examples import Example
 from finetune.model_dir import check_multitask_dir
 from finetune.train import TrainResult, train
 from monitor.core import db
-from monitor.core.db import session_scope
+from monitor.core.accounts import Principal
 from monitor.core.errors import FinpulseError, ModelLoadError
 from monitor.core.settings import Settings
 from monitor.lifecycle import job_runs, registry
@@ -46,11 +49,12 @@ from schemas.registry import ModelVersion
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "retrain"
+SCHEDULER = Principal("scheduler", "admin", "scheduler")  # who registers (and, in auto mode, promotes) candidates
 
 
 @dataclass
 class RetrainOutcome:
-    status: str  # promoted | rejected | skipped | busy | failed
+    status: str  # promoted | awaiting | rejected | skipped | busy | failed
     reason: str
     version: str | None = None
     gate: dict[str, Any] | None = None
@@ -155,10 +159,13 @@ def _run(settings: Settings, engine: Engine, config: Path | None, version: str |
     reference = reference_distribution(cand_gold, "gold")
     if reference is not None:
         metrics["reference_distribution"] = reference
-    row = _register(engine, result, champion, metrics, gate, upto)
-    log.info("candidate %s %s: %s", row.version, gate["decision"], gate["reason"])
-    return RetrainOutcome(gate["decision"], gate["reason"], version=row.version, gate=gate,
-                          details={"labels": labels, "status": row.status})
+    row = _register(engine, result, champion, metrics, gate, upto, settings.retrain_promotion == "approve")
+    status = "awaiting" if row.awaiting_approval else gate["decision"]
+    log.info("candidate %s %s: %s", row.version, "passed the gate and awaits an admin's approval"
+             if row.awaiting_approval else gate["decision"], gate["reason"])
+    return RetrainOutcome(status, gate["reason"], version=row.version, gate=gate,
+                          details={"labels": labels, "status": row.status,
+                                   "awaiting_approval": row.awaiting_approval})
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -193,19 +200,14 @@ def _train(settings: Settings, champion: ModelVersion, champion_dir: Path, examp
 
 
 def _register(engine: Engine, result: TrainResult, champion: ModelVersion, metrics: dict[str, Any],
-              gate: dict[str, Any], upto: int) -> ModelVersion:
+              gate: dict[str, Any], upto: int, four_eyes: bool) -> ModelVersion:
     train_args = _saved_args(result.path)  # what the trainer resolved (training_args.json)
-    row = registry.register(engine, version=result.version, path=str(Path(result.path).resolve()),
-                            base_model=champion.base_model, metrics=metrics, train_args=train_args,
-                            promote=gate["decision"] == "promoted", parent_version=champion.version,
-                            trained_until_label_id=upto)
-    with session_scope(engine) as session:  # register() has no gate argument; set it right after
-        stored = session.get_one(ModelVersion, row.id)
-        stored.gate = gate
-        session.add(stored)
-        session.flush()
-        session.refresh(stored)
-    return stored
+    passed = gate["decision"] == "promoted"
+    return registry.register(engine, version=result.version, path=str(Path(result.path).resolve()),
+                             base_model=champion.base_model, metrics=metrics, train_args=train_args,
+                             promote=passed and not four_eyes, parent_version=champion.version,
+                             trained_until_label_id=upto, gate=gate, awaiting_approval=passed and four_eyes,
+                             by=SCHEDULER)
 
 
 def _saved_args(path: Path) -> dict[str, Any]:

@@ -8,6 +8,9 @@
   their ``gold`` part is the "new labels" evaluation (the newest data, which neither model has seen).
 * **Replay.** ``retrain_replay_samples`` earlier examples (older ``train`` labels and the bundled sample corpus),
   a seeded sample, are mixed in so that the model does not forget what it knew.
+* **Whose labels.** Only labels by an ``analyst`` or ``admin`` account (``labelled_news.labeller_role``) are
+  trained on or used as gold (:func:`used_for_training`); a label with no role (NULL) was made before accounts
+  existed and is kept. A viewer's label (which the dashboard refuses anyway) is ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -33,6 +36,12 @@ log = logging.getLogger(__name__)
 
 GOLD, TRAIN = "gold", "train"
 SPLIT_SEED = 0  # fixed for ever: changing it would move labels between the gold and the training side
+TRAINING_ROLES = ("analyst", "admin")
+
+
+def used_for_training() -> ColumnElement[bool]:
+    """The labels retraining uses: by an analyst or admin, or from before accounts existed (no role)."""
+    return or_(col(LabelledNews.labeller_role).is_(None), col(LabelledNews.labeller_role).in_(TRAINING_ROLES))
 
 
 @dataclass
@@ -75,8 +84,8 @@ def _example(row: LabelledNews) -> Example:
 
 def load_labels(engine: Engine, *, after_id: int | None = None, upto_id: int | None = None,
                 split: str | None = None) -> list[Labelled]:
-    """Labels (oldest first) with ``after_id < id <= upto_id``, optionally of one split."""
-    query = select(LabelledNews).order_by(col(LabelledNews.id))
+    """Labels used for training (oldest first) with ``after_id < id <= upto_id``, optionally of one split."""
+    query = select(LabelledNews).where(used_for_training()).order_by(col(LabelledNews.id))
     if after_id is not None:
         query = query.where(col(LabelledNews.id) > after_id)
     if upto_id is not None:

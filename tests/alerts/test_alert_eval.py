@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from monitor.alerts.evaluator import AlertEvaluator
 from monitor.alerts.rules import acknowledge, add_rule, add_silence, validate_rule
 from monitor.core import db
+from monitor.core.accounts import Principal
 from monitor.core.settings import Settings, load_settings
 from monitor.signals.buckets import record_batch
 from schemas.alerts import Alert, Notification
@@ -19,6 +20,7 @@ from tests.signal_helpers import scored_news
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 AAPL = "TICKER:AAPL"
+ADMIN, ANALYST = Principal("test-admin", "admin", "cli"), Principal("test-analyst", "analyst", "dashboard")
 
 
 def _settings() -> Settings:
@@ -37,7 +39,7 @@ def _rule(engine: Any, **overrides: Any) -> None:
             "recovery_threshold": -0.1, "window_s": 300, "pending_s": 60, "repeat_interval_s": 600,
             "channels": ["hook"]}
     with db.session_scope(engine) as session:
-        add_rule(session, validate_rule({**data, **overrides}))
+        add_rule(session, validate_rule({**data, **overrides}), by=ADMIN)
 
 
 def _notes(engine: Any) -> list[tuple[str, int]]:
@@ -67,10 +69,10 @@ def test_pending_reminder_ack_silence_and_resolve(sqlite_url: str) -> None:
     assert [h["id"] for h in alert.evidence["headlines"]] == ["n0", "n1", "n2"]
     assert alert.evidence["window"]["count"] == 3 and alert.evidence["threshold"] == -0.5
     with db.session_scope(engine) as session:
-        acknowledge(session, alert.id or 0, "analyst")
+        acknowledge(session, alert.id or 0, by=ANALYST)
     assert at(1300) == 0  # acknowledged: no more reminders
     with db.session_scope(engine) as session:
-        add_silence(session, now + timedelta(days=1), entity="AAPL", reason="known")
+        add_silence(session, now + timedelta(days=1), entity="AAPL", reason="known", by=ANALYST)
     # Good news moves the window's mean back past the recovery threshold: resolved, but silenced.
     _store(engine, [scored_news(f"p{i}", T0 + timedelta(seconds=20 + i), f"good news {i}", 0.9, tickers=["AAPL"])
                     for i in range(10)], settings)

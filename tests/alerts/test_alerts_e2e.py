@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from monitor.alerts.rules import add_rule, validate_rule
 from monitor.core import db
+from monitor.core.accounts import Principal
 from monitor.stream.broker import EmbeddedBroker
 from monitor.stream.consumer import NewsConsumer
 from schemas.alerts import Alert, AlertState, Notification
@@ -59,7 +60,7 @@ def test_negative_burst_fires_once_and_positive_news_resolves(
                     "name": f"{ticker.lower()}-negative", "entity": ticker, "metric": "mean_sentiment",
                     "comparator": "<", "threshold": -0.5, "recovery_threshold": -0.1, "window_s": 120,
                     "repeat_interval_s": 0, "severity": "critical", "channels": ["hook", "broken"],
-                }))
+                }), by=Principal("test-admin", "admin", "cli"))
 
         base = utcnow().replace(microsecond=0) - timedelta(minutes=30)
         burst = [message(f"neg-{i}", f"Apple shares plunge as probe widens, part {i}", "AAPL",

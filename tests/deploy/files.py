@@ -23,8 +23,9 @@ DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
 ENV_EXAMPLE = DOCKER / ".env.example"
 VENV_BIN = Path(sys.executable).parent
 SETTINGS_VARS = {env_name(name) for name in Settings.model_fields}
-# compose.yaml points these at its own kafka and postgres; every other ${FINPULSE_X:-default} repeats the default.
-COMPOSE_OVERRIDES = {"FINPULSE_KAFKA_BOOTSTRAP", "FINPULSE_DATABASE_URL"}
+# compose.yaml points the first two at its own kafka and postgres and makes retraining wait for an admin's approval
+# (four eyes in production); every other ${FINPULSE_X:-default} repeats the code's default.
+COMPOSE_OVERRIDES = {"FINPULSE_KAFKA_BOOTSTRAP", "FINPULSE_DATABASE_URL", "FINPULSE_RETRAIN_PROMOTION"}
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 

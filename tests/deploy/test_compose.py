@@ -100,6 +100,9 @@ def test_finpulse_services_read_the_env_file_and_point_at_the_stack() -> None:
         env = service["environment"]
         assert env["FINPULSE_KAFKA_BOOTSTRAP"] == "${FINPULSE_KAFKA_BOOTSTRAP:-kafka:9092}"
         assert "@postgres:5432/" in env["FINPULSE_DATABASE_URL"]
+        # Four eyes in production: retraining (the scheduler, or `finpulse retrain` in any service) never promotes
+        # on its own unless docker/.env says FINPULSE_RETRAIN_PROMOTION=auto.
+        assert env["FINPULSE_RETRAIN_PROMOTION"] == "${FINPULSE_RETRAIN_PROMOTION:-approve}", name
 
 
 def test_gpu_overlay_only_touches_finpulse_services_and_builds_one_image() -> None:

@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards.auth import hash_password
 from monitor.core import db
+from monitor.core.accounts import Principal
 from monitor.core.errors import ConfigError, ModelLoadError
 from monitor.core.settings import Settings, get_settings, load_settings
 from monitor.lifecycle import registry
@@ -33,6 +34,8 @@ from schemas.registry import ModelVersion
 from schemas.types import utcnow
 from tests.finetune.train_helpers import run_cli
 from tests.stream_helpers import wait_for
+
+ADMIN = Principal("test-admin", "admin", "cli")
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 
@@ -101,19 +104,19 @@ def test_promotion_test_loads_and_refuses_a_broken_model(
     add(db_url, "v3", nan_weights(tiny_model_dir, tmp_path / "v3", "v3"))
     settings = serving_settings(db_url, tmp_path)
     with pytest.raises(ModelLoadError) as refused:
-        registry.promote(db_url, "v2", settings=settings)
+        registry.promote(db_url, "v2", settings=settings, by=ADMIN)
     message = str(refused.value)
     assert "\n" not in message and message.startswith("refusing to promote v2: its test-load from ")
     assert str(tmp_path / "v2") in message and "fix or replace the model files" in message
     with pytest.raises(ModelLoadError, match=r"refusing to promote v3: .*expected three finite probabilities"):
-        registry.promote(db_url, "v3", settings=settings)
-    registry.promote(db_url, "v2", settings=settings, force=True)  # the operator insists: no test-load
+        registry.promote(db_url, "v3", settings=settings, by=ADMIN)
+    registry.promote(db_url, "v2", settings=settings, force=True, by=ADMIN)  # the operator insists: no test-load
     shutil.rmtree(tmp_path / "v1")
     with pytest.raises(ModelLoadError, match="refusing to roll back to v1: "):  # a rollback test-loads too
-        registry.rollback(db_url, settings=settings)
+        registry.rollback(db_url, settings=settings, by=ADMIN)
     assert version_row(db_url, "v2").status == "champion"
     good(tiny_model_dir, tmp_path / "v1", "v1")
-    assert registry.rollback(db_url, settings=settings).version == "v1"
+    assert registry.rollback(db_url, settings=settings, by=ADMIN).version == "v1"
 
     monkeypatch.setenv("FINPULSE_DATABASE_URL", db_url)
     monkeypatch.setenv("FINPULSE_DEVICE", "cpu")
@@ -163,7 +166,7 @@ def test_a_broken_champion_forced_into_the_registry_serves_the_last_good_version
 
         shutil.rmtree(tmp_path / "v3")
         good(tiny_model_dir, tmp_path / "v3", "v3")  # fixed: promoting it again test-loads it and clears the refusal
-        assert registry.promote(db_url, "v3", settings=settings).refused_at is None
+        assert registry.promote(db_url, "v3", settings=settings, by=ADMIN).refused_at is None
         wait_for(lambda: restarted.current().version == "v3", 60, "the fixed v3 to be swapped in")
         assert restarted.refusal is None and ModelSource(settings, engine).current().version == "v3"
     finally:
@@ -203,7 +206,7 @@ def test_a_hot_swap_to_a_broken_champion_keeps_the_old_model_and_records_the_ref
         source = ModelSource(settings, engine)
         serving = source.current()
         assert serving.version == "v1"
-        registry.promote(db_url, "v2", settings=settings, force=True)  # untested: the consumers must catch it
+        registry.promote(db_url, "v2", settings=settings, force=True, by=ADMIN)  # untested: consumers must catch it
         wait_for(lambda: source.current() is serving and version_row(db_url, "v2").refused_at is not None, 60,
                  "the consumer to refuse v2")
         refused = version_row(db_url, "v2")

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from finetune.args import TrainArgs, parse_args
+from monitor.core.accounts import Principal
 from monitor.core.errors import ConfigError
 from monitor.lifecycle import registry
 from tests.finetune.train_helpers import CONFIGS, run_cli, run_train
+
+ADMIN = Principal("test-admin", "admin", "cli")
 
 
 def test_train_registers_versions_and_promotion_policy(
@@ -31,14 +34,14 @@ def test_train_registers_versions_and_promotion_policy(
     assert Path(rows["v3"].path) == (tmp_path / "models" / "v3").resolve()
     assert rows["v2"].base_model == str(tiny_model_dir) and rows["v2"].train_args["max_steps"] == 2
     assert "validation" in rows["v2"].metrics and rows["v1"].promoted_at is not None
-    assert registry.rollback(db_url).version == "v1"
+    assert registry.rollback(db_url, by=ADMIN).version == "v1"
     assert registry.champion(db_url).version == "v1"  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="no earlier champion"):
-        registry.rollback(db_url)
-    assert registry.promote(db_url, "v2").status == "champion"
+        registry.rollback(db_url, by=ADMIN)
+    assert registry.promote(db_url, "v2", by=ADMIN).status == "champion"
     assert [r.version for r in registry.list_versions(db_url) if r.status == "champion"] == ["v2"]
     with pytest.raises(ConfigError, match="not registered"):
-        registry.promote(db_url, "v9")
+        registry.promote(db_url, "v9", by=ADMIN)
     code, _, err = run_cli(monkeypatch, capsys, "train", "--config", str(config), "--version", "v2",
                            "--database-url", db_url)
     last = err.strip().splitlines()[-1]

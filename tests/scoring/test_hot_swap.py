@@ -11,12 +11,15 @@ import pytest
 from sqlmodel import Session, select
 
 from monitor.core import db
+from monitor.core.accounts import Principal
 from monitor.lifecycle import registry
 from monitor.stream.broker import EmbeddedBroker
 from monitor.stream.consumer import NewsConsumer, RunSummary
 from schemas.news import News
 from tests.helpers import make_tiny_classifier
 from tests.stream_helpers import consumer_settings, encode, news, publish, wait_for
+
+ADMIN = Principal("test-admin", "admin", "cli")
 
 
 class Stream:
@@ -74,10 +77,10 @@ def test_promotion_swaps_between_batches_and_a_broken_model_is_refused(
     try:
         stream.send(200)
         wait_for(lambda: len(rows(db_url)) == 200, 120, "the first 200 rows")
-        registry.promote(db_url, "v2")
+        registry.promote(db_url, "v2", by=ADMIN)
         send_until(stream, lambda: any(r.model_version == "v2" for r in rows(db_url)), "rows scored by v2")
         stream.send(100)
-        registry.promote(db_url, "v3", force=True)  # without --force, promotion's test-load refuses it
+        registry.promote(db_url, "v3", force=True, by=ADMIN)  # without --force, promotion's test-load refuses it
 
         def refused() -> bool:
             row = next(r for r in registry.list_versions(db_url) if r.version == "v3")

@@ -24,6 +24,7 @@ from finetune.model_dir import read_manifest, write_manifest
 from finetune.onnx_export import export_serving, gate
 from finetune.train import TrainResult
 from monitor.core import db
+from monitor.core.accounts import Principal
 from monitor.core.errors import ConfigError, ModelLoadError
 from monitor.core.settings import load_settings
 from monitor.lifecycle import registry
@@ -32,6 +33,8 @@ from monitor.scoring.scorer import load_scorer
 from monitor.stream.consumer import NewsConsumer
 from tests.finetune.train_helpers import SAMPLE, run_cli, run_train
 from tests.stream_helpers import wait_for
+
+ADMIN = Principal("test-admin", "admin", "cli")
 
 TEXTS = [e.text for e in read_finpulse(SAMPLE / "validation.jsonl")] + \
         [e.text for e in read_finpulse(SAMPLE / "train.jsonl")][:150]
@@ -171,7 +174,7 @@ def test_an_onnx_served_champion_is_hot_swapped(exported: TrainResult, sqlite_ur
         source = ModelSource(settings, engine)
         first = source.current()
         assert (first.version, first.engine) == ("v1", "onnx")
-        registry.promote(sqlite_url, "v2")
+        registry.promote(sqlite_url, "v2", by=ADMIN)
         wait_for(lambda: source.current().version == "v2", 60, "the hot swap to v2")
         swapped = source.current()
         assert swapped.engine == "onnx" and swapped.score(["Acme shares rise"])[0].sentiment
