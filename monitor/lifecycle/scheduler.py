@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
@@ -130,8 +130,17 @@ def _ensure_job(scheduler: BackgroundScheduler, job_id: str, func: str, spec: st
     keep = (existing is not None and str(existing.trigger) == str(trigger) and existing.kwargs == {"spec": spec}
             and existing.next_run_time is not None)
     extra: dict[str, Any] = {"next_run_time": existing.next_run_time} if keep and existing is not None else {}
-    job = scheduler.add_job(func, trigger, kwargs={"spec": spec}, id=job_id, name=job_id, replace_existing=True,
-                            **extra)
+    for attempt in range(3):
+        try:
+            job = scheduler.add_job(func, trigger, kwargs={"spec": spec}, id=job_id, name=job_id,
+                                    replace_existing=True, **extra)
+            break
+        except (ConflictingIdError, JobLookupError) as error:
+            # Another scheduler on the same job store inserted the job between our update and insert, or ran and
+            # removed a one-off job in between: add it again (the slot claim in job_run keeps each run single).
+            if attempt == 2:
+                raise
+            log.info("job %s changed under us while adding it (%s); adding it again", job_id, error)
     log.info("job %s (%s): next run %s%s", job_id, spec, getattr(job, "next_run_time", None) or extra.get(
         "next_run_time") or "-", " (kept from the job store)" if keep else "")
 
