@@ -1,7 +1,11 @@
-"""The dashboard's password gate: a bcrypt hash from settings, login state per browser session.
+"""The dashboard's login: named accounts (:mod:`monitor.core.accounts`), one signed-in Principal per browser session.
 
-Modes: a hash is set -> everything needs a login; ``dashboard_auth_disabled`` -> read-only use without a login
-(changes such as rule edits and model promotion still need one); neither -> the page explains how to set a hash.
+Modes: ``FINPULSE_DASHBOARD_AUTH_DISABLED`` -> read-only use without a login (no principal, so every write is
+refused); otherwise every page needs a login with an account from the database, or (deprecated) the bootstrap admin
+``admin`` with the password of ``FINPULSE_DASHBOARD_PASSWORD_HASH``. Failed logins are counted in the database
+(per account and per client address), so a new browser session does not start from zero. A login ends
+``FINPULSE_DASHBOARD_SESSION_IDLE_S`` after the last activity and ``FINPULSE_DASHBOARD_SESSION_MAX_S`` after it
+began; both are checked on every rerun and again at every write (:func:`acting`).
 """
 
 from __future__ import annotations
@@ -10,121 +14,226 @@ import logging
 import time
 from typing import Literal
 
-import bcrypt
 import streamlit as st
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
 
+from dashboards import state
 from dashboards.state import settings
-from monitor.core.errors import ConfigError
+from monitor.alerts.durations import duration_text
+from monitor.core import accounts
+from monitor.core.accounts import (
+    BOOTSTRAP_ADMIN,
+    BOOTSTRAP_DEPRECATED,
+    Action,
+    LoginRefused,
+    PermissionDenied,
+    Principal,
+    hash_password,
+    verify_password,
+)
 from monitor.core.settings import Settings
+from schemas.accounts import Account
+
+__all__ = ["hash_password", "verify_password"]  # `finpulse dashboard hash-password` and older callers
 
 log = logging.getLogger(__name__)
 
-SESSION_KEY = "finpulse_logged_in"
-USER_KEY = "finpulse_user"
-FAILED_LOGIN_DELAY_S = 1.0
-BCRYPT_MAX_BYTES = 72  # bcrypt reads at most 72 bytes; bcrypt>=5 refuses longer input instead of truncating
+PRINCIPAL_KEY = "finpulse_principal"
+LOGIN_AT_KEY = "finpulse_login_at"
+SEEN_AT_KEY = "finpulse_seen_at"
+BOOTSTRAP_KEY = "finpulse_bootstrap_login"
+ENDED_KEY = "finpulse_session_ended"
+FULL_RUN_KEY = "finpulse_full_run"  # set while a whole-app rerun (not a fragment's timed rerun) is under way
 SETUP_HELP = (
-    "The dashboard needs a password. Create a hash with `finpulse dashboard hash-password` and set it as "
-    "`FINPULSE_DASHBOARD_PASSWORD_HASH` (environment or .env), or set `FINPULSE_DASHBOARD_AUTH_DISABLED=true` "
-    "for local, read-only use."
+    "No account exists yet. Create the first admin with `finpulse users add NAME --role admin` (it prompts for "
+    "the password), or set `FINPULSE_DASHBOARD_AUTH_DISABLED=true` for local, read-only use."
 )
+READ_ONLY = ("Read-only: FINPULSE_DASHBOARD_AUTH_DISABLED is set, so nobody is signed in and every change (labels, "
+             "acknowledgements, silences, rules, models) is refused. Unset it and log in with an account to make "
+             "changes.")
 
-Mode = Literal["password", "open", "unconfigured"]
-
-
-def hash_password(password: str) -> str:
-    """A bcrypt hash for ``password`` (what FINPULSE_DASHBOARD_PASSWORD_HASH expects)."""
-    raw = password.encode("utf-8")
-    if not raw:
-        raise ConfigError("the password is empty; type at least one character")
-    if len(raw) > BCRYPT_MAX_BYTES:
-        raise ConfigError(f"the password is {len(raw)} bytes but bcrypt accepts at most {BCRYPT_MAX_BYTES}; "
-                          "choose a shorter one")
-    return bcrypt.hashpw(raw, bcrypt.gensalt()).decode("ascii")
-
-
-def verify_password(password: str, password_hash: str) -> bool:
-    raw = password.encode("utf-8")
-    if not raw or len(raw) > BCRYPT_MAX_BYTES:
-        return False
-    try:
-        return bcrypt.checkpw(raw, password_hash.encode("ascii"))
-    except ValueError:  # a malformed hash in settings never matches; the login page says so below
-        log.warning("FINPULSE_DASHBOARD_PASSWORD_HASH is not a bcrypt hash")
-        return False
+Mode = Literal["login", "read_only"]
 
 
 def mode(settings: Settings) -> Mode:
-    if settings.dashboard_password_hash is not None and settings.dashboard_password_hash.get_secret_value():
-        return "open" if settings.dashboard_auth_disabled else "password"
-    return "open" if settings.dashboard_auth_disabled else "unconfigured"
+    return "read_only" if settings.dashboard_auth_disabled else "login"
 
 
-def logged_in() -> bool:
-    return bool(st.session_state.get(SESSION_KEY, False))
+def bootstrap_enabled(settings: Settings) -> bool:
+    return settings.dashboard_password_hash is not None and bool(settings.dashboard_password_hash.get_secret_value())
 
 
-def can_change(settings: Settings) -> bool:
-    """Whether this session may edit alert rules and promote or roll back models: only after a password login."""
-    return settings.dashboard_password_hash is not None and logged_in()
+def client_address() -> str:
+    """The browser's address as Streamlit sees it (``local`` on localhost): the per-client throttling key."""
+    try:
+        address = st.context.ip_address
+    except (AttributeError, RuntimeError):  # no client context (a bare script run)
+        address = None
+    return address if isinstance(address, str) and address else "local"  # AppTest's context is a mock object
 
 
-def can_view(settings: Settings) -> bool:
-    return mode(settings) == "open" or (mode(settings) == "password" and logged_in())
+def sign_in(engine: Engine, name: str, password: str, client: str, settings: Settings) -> Principal:
+    """An account's principal, or the bootstrap admin while no account named ``admin`` exists; LoginRefused else."""
+    if name == BOOTSTRAP_ADMIN and bootstrap_enabled(settings):
+        with Session(engine) as session:
+            replaced = accounts.find(session, BOOTSTRAP_ADMIN) is not None
+        if not replaced:
+            return accounts.authenticate_bootstrap(engine, password, client, settings)
+    return accounts.authenticate(engine, name, password, client, settings)
 
 
-def login_form(settings: Settings, key: str = "login") -> None:
-    """Password form; submit with Enter. A wrong password leaves the session logged out."""
-    if settings.dashboard_password_hash is None:
-        st.info(SETUP_HELP)
+def _accounts_exist(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return int(session.exec(select(func.count()).select_from(Account)
+                                .where(col(Account.disabled).is_(False))).one()) > 0
+
+
+def _span(seconds: float) -> str:
+    return duration_text(max(1, round(seconds)))
+
+
+def _expiry(settings: Settings) -> str | None:
+    """Why this session's login has ended, or None while it holds."""
+    now = time.time()
+    login_at = float(st.session_state.get(LOGIN_AT_KEY) or 0.0)
+    seen_at = float(st.session_state.get(SEEN_AT_KEY) or 0.0)
+    if now - login_at > settings.dashboard_session_max_s:
+        return (f"Your session ended {_span(settings.dashboard_session_max_s)} after you logged in "
+                "(FINPULSE_DASHBOARD_SESSION_MAX_S). Log in again.")
+    if now - seen_at > settings.dashboard_session_idle_s:
+        return (f"You were logged out after {_span(settings.dashboard_session_idle_s)} without activity "
+                "(FINPULSE_DASHBOARD_SESSION_IDLE_S). Log in again.")
+    return None
+
+
+def principal() -> Principal | None:
+    """The signed-in account of this browser session; None when nobody is, auth is disabled or the login expired."""
+    found = st.session_state.get(PRINCIPAL_KEY)
+    current = settings()
+    if not isinstance(found, Principal) or mode(current) == "read_only" or _expiry(current) is not None:
+        return None
+    return found
+
+
+def acting() -> Principal | None:
+    """:func:`principal`, counting this (a click that writes) as activity."""
+    found = principal()
+    if found is not None:
+        st.session_state[SEEN_AT_KEY] = time.time()
+    return found
+
+
+def refresh(settings: Settings) -> Principal | None:
+    """Once per full rerun (the caller calls :func:`end_full_run` when it ends): end an expired login (the login
+    page says why) or count the rerun as activity."""
+    st.session_state[FULL_RUN_KEY] = True
+    if st.session_state.get(PRINCIPAL_KEY) is None:
+        return None
+    reason = "Auth is disabled: this dashboard is read-only." if mode(settings) == "read_only" else _expiry(settings)
+    if reason is not None:
+        log.info("dashboard session of %s ended: %s", getattr(st.session_state.get(PRINCIPAL_KEY), "name", "?"),
+                 reason)
+        logout(reason)
+        return None
+    st.session_state[SEEN_AT_KEY] = time.time()
+    return principal()
+
+
+def logout(message: str | None = None) -> None:
+    for key in (PRINCIPAL_KEY, LOGIN_AT_KEY, SEEN_AT_KEY, BOOTSTRAP_KEY):
+        st.session_state.pop(key, None)
+    if message:
+        st.session_state[ENDED_KEY] = message
+
+
+def end_full_run() -> None:
+    st.session_state[FULL_RUN_KEY] = False
+
+
+def guard_fragment() -> None:
+    """Call first in a live fragment: on its timed reruns (which are no activity), an expired login reruns the
+    whole app, which logs out, instead of refreshing data for a session that has ended. A full rerun has just
+    checked the login (:func:`refresh`), so the fragment's first drawing within it is left alone."""
+    if st.session_state.get(FULL_RUN_KEY):
         return
-    with st.form(key, enter_to_submit=True):
-        password = st.text_input("Password", type="password", key=f"{key}_password", autocomplete="current-password")
+    if st.session_state.get(PRINCIPAL_KEY) is not None and _expiry(settings()) is not None:
+        st.rerun(scope="app")
+
+
+def may(action: Action) -> bool:
+    return accounts.may(principal(), action)
+
+
+def why_not(action: Action) -> str | None:
+    """None when the signed-in account may do ``action``; else one line saying why not (shown instead of controls)."""
+    if mode(settings()) == "read_only":
+        return READ_ONLY
+    try:
+        accounts.require(principal(), action)
+    except PermissionDenied as denied:
+        return f"Read-only for you: {denied}."
+    return None
+
+
+def is_admin(found: Principal | None) -> bool:
+    return found is not None and found.role == "admin"
+
+
+def login_form(settings: Settings) -> None:
+    """Name and password; submit with Enter. A refusal is shown as the core words it (one message for a wrong name
+    or password; the lock-out names its end)."""
+    engine = state.engine()
+    if bootstrap_enabled(settings) and not _accounts_exist(engine):
+        st.session_state.setdefault("login_name", BOOTSTRAP_ADMIN)  # the only way in yet
+    with st.form("login", enter_to_submit=True):
+        name = st.text_input("Name", key="login_name", max_chars=100, autocomplete="username")
+        password = st.text_input("Password", type="password", key="login_password", autocomplete="current-password")
         submitted = st.form_submit_button("Log in", type="primary")
-    if submitted:
-        if verify_password(password or "", settings.dashboard_password_hash.get_secret_value()):
-            st.session_state[SESSION_KEY] = True
-            log.info("dashboard login succeeded")
-            st.rerun()
-        else:
-            log.warning("dashboard login refused: wrong password")
-            time.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing down; bcrypt's cost does the rest
-            st.error("Wrong password.")
+    if not submitted:
+        return
+    try:
+        found = sign_in(engine, (name or "").strip(), password or "", client_address(), settings)
+    except LoginRefused as refused:
+        st.error(str(refused))
+        return
+    now = time.time()
+    st.session_state.update({PRINCIPAL_KEY: found, LOGIN_AT_KEY: now, SEEN_AT_KEY: now,
+                             BOOTSTRAP_KEY: found.name == BOOTSTRAP_ADMIN and _bootstrap_only(engine)})
+    st.session_state.pop(ENDED_KEY, None)
+    st.rerun()
+
+
+def _bootstrap_only(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return accounts.find(session, BOOTSTRAP_ADMIN) is None
 
 
 def login_page() -> None:
-    """The only page a visitor sees before logging in (or when no password is configured)."""
+    """The only page a visitor sees before logging in."""
     current = settings()
     st.title("finpulse")
-    if mode(current) == "unconfigured":
+    ended = st.session_state.get(ENDED_KEY)
+    if ended:
+        st.info(ended)
+    if not bootstrap_enabled(current) and not _accounts_exist(state.engine()):
         st.warning(SETUP_HELP)
         return
-    st.caption("Financial-news sentiment and risk monitor. Log in to continue.")
+    st.caption("Financial-news sentiment and risk monitor. Log in with your account.")
     login_form(current)
 
 
-def user_name() -> str:
-    """The name this session signs labels, acknowledgements and silences with."""
-    return str(st.session_state.get(USER_KEY) or "analyst").strip()[:200] or "analyst"
-
-
 def sidebar(settings: Settings) -> None:
-    """The user's name, log out, and (no-password mode) an optional login that unlocks rule and model changes."""
+    """Who is signed in (and the role), log out; the read-only note; the bootstrap admin's deprecation warning."""
     with st.sidebar:
-        st.session_state.setdefault(USER_KEY, "analyst")
-        st.text_input("Your name", key=USER_KEY, max_chars=200,
-                      help="Recorded with the labels, acknowledgements and silences you make.")
-        if logged_in():
+        found = principal()
+        if mode(settings) == "read_only":
+            st.caption(READ_ONLY)
+        elif found is not None:
+            st.caption(f"Signed in as **{found.name}** ({found.role}).")
             if st.button("Log out", key="logout"):
-                st.session_state[SESSION_KEY] = False
+                log.info("dashboard logout of %s", found.name)
+                logout("You logged out.")
                 st.rerun()
-        elif mode(settings) == "open":
-            st.caption("No login (FINPULSE_DASHBOARD_AUTH_DISABLED): rule edits and model changes need one.")
-            if settings.dashboard_password_hash is not None:
-                with st.expander("Log in to make changes"):
-                    login_form(settings, key="sidebar_login")
-
-
-def refuse_change_message() -> str:
-    return ("Refused: changing rules and models needs a password login. Set FINPULSE_DASHBOARD_PASSWORD_HASH "
-            "(`finpulse dashboard hash-password`) and log in.")
+    if found is not None and st.session_state.get(BOOTSTRAP_KEY):
+        st.warning(f"You are signed in as the bootstrap admin. {BOOTSTRAP_DEPRECATED}.", icon=":material/warning:")

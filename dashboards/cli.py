@@ -1,10 +1,12 @@
-"""``finpulse dashboard``: run the Streamlit dashboard, or print a password hash for it.
+"""``finpulse dashboard``: run the Streamlit dashboard, or print a password hash for the (deprecated) bootstrap admin.
 
 Only typer is imported at module level so ``finpulse --help`` stays fast; streamlit starts in its own process.
+With ``FINPULSE_DASHBOARD_AUTH_DISABLED`` (read-only, no login) it listens on a loopback address only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
@@ -18,7 +20,8 @@ log = logging.getLogger(__name__)
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 
 dashboard_app = typer.Typer(
-    help="The Streamlit dashboard: `finpulse dashboard` runs it; `hash-password` prints a password hash.",
+    help="The Streamlit dashboard: `finpulse dashboard` runs it; `hash-password` prints a password hash (deprecated: "
+         "use `finpulse users add`).",
     invoke_without_command=True,
 )
 
@@ -38,6 +41,23 @@ def streamlit_command(port: int, address: str) -> list[str]:
     ]
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP literal or ``localhost``) is reachable from this machine only."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+AUTH_DISABLED_REMOTE = (
+    "error: FINPULSE_DASHBOARD_AUTH_DISABLED=true serves the dashboard without a login, so it listens on a loopback "
+    "address only, not {address}; use --address 127.0.0.1, or unset FINPULSE_DASHBOARD_AUTH_DISABLED and create "
+    "accounts with `finpulse users add NAME --role admin`"
+)
+
+
 @dashboard_app.callback()
 def run(
     ctx: typer.Context,
@@ -45,26 +65,27 @@ def run(
     address: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 for all (containers).")] = "127.0.0.1",
 ) -> None:
     """Serve the dashboard (headless) until Ctrl-C."""
-    from dashboards.auth import SETUP_HELP, mode  # lazy: streamlit
     from monitor.core.settings import get_settings  # lazy: startup
 
     if ctx.invoked_subcommand is not None:
         return
 
     settings = get_settings()
-    if mode(settings) == "unconfigured":
-        typer.echo(f"warning: {SETUP_HELP}", err=True)
+    if settings.dashboard_auth_disabled and not is_loopback(address):
+        typer.echo(AUTH_DISABLED_REMOTE.format(address=address), err=True)
+        raise typer.Exit(2)
     command = streamlit_command(port or settings.dashboard_port, address)
     typer.echo(f"dashboard on http://{address}:{port or settings.dashboard_port} (Ctrl-C stops it)")
     sys.stdout.flush()
     # exec: streamlit becomes this process, so Ctrl-C and SIGTERM reach it directly and no child is orphaned.
-    os.execv(sys.executable, command)
+    os.execv(sys.executable, command)  # nosec B606 # argv of this interpreter, no shell: streamlit replaces us
 
 
 @dashboard_app.command("hash-password")
 def hash_password_command() -> None:
-    """Prompt for a password (twice) and print its bcrypt hash for FINPULSE_DASHBOARD_PASSWORD_HASH."""
-    from dashboards.auth import hash_password  # lazy: streamlit
+    """Prompt for a password (twice) and print its bcrypt hash for FINPULSE_DASHBOARD_PASSWORD_HASH (the bootstrap
+    admin, deprecated: create accounts with `finpulse users add NAME --role admin`)."""
+    from monitor.core.accounts import hash_password  # lazy: startup
 
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     typer.echo(hash_password(password))

@@ -1,7 +1,8 @@
 """Turns an analyst's decision into a ``labelled_news`` row, validated the way training will read it.
 
-Entity spans go through ``finetune.data.entities.entity_spans`` (the reader of this very table), so a label the
-dashboard accepts is a label the next retraining can use.
+The label row names the signed-in account and its role (training and the gold set use labels of analysts and
+admins only), and the audit trail records it. Entity spans go through ``finetune.data.entities.entity_spans``
+(the reader of this very table), so a label the dashboard accepts is a label the next retraining can use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sqlmodel import col, select
 
 from dashboards.queries.training import QueueItem
 from finetune.data.entities import entity_spans
+from monitor.core import audit
+from monitor.core.accounts import Principal, require
 from monitor.core.db import session_scope
 from monitor.core.errors import DataError
 from schemas.prediction import SENTIMENT_LABELS
@@ -92,22 +95,26 @@ def _free_occurrence(text: str, surface: str, taken: list[dict[str, Any]]) -> in
     return None
 
 
-def save_label(engine: Engine, item: QueueItem, sentiment: str, entities: list[dict[str, Any]],
-               labelled_by: str) -> int:
-    """Insert the label; DataError if the story was labelled meanwhile (by another analyst or tab)."""
+def save_label(engine: Engine, item: QueueItem, sentiment: str, entities: list[dict[str, Any]], *,
+               by: Principal) -> int:
+    """Insert the label as ``by`` (checked here: its role must allow labelling), with its audit row in the same
+    transaction; DataError if the story was labelled meanwhile (by another analyst or tab)."""
+    require(by, "label")
     if sentiment not in SENTIMENT_LABELS:
         raise DataError(f"document sentiment must be one of {', '.join(SENTIMENT_LABELS)}, found {sentiment!r}")
-    who = labelled_by.strip()[:200] or "analyst"
     with session_scope(engine) as session:
         existing = session.exec(select(LabelledNews).where(col(LabelledNews.news_id) == item.news_id)).first()
         if existing is not None:
             raise DataError(f"story {item.news_id} was already labelled by {existing.labelled_by}; "
                             "it has left the queue")
         row = LabelledNews(news_id=item.news_id, text=item.text, sentiment=sentiment, entities=entities,
-                           labelled_by=who)
+                           labelled_by=by.name, labeller_role=by.role)
         session.add(row)
         session.flush()
-        assert row.id is not None
+        assert row.id is not None  # nosec B101 # narrows the type: flush() has set the id
         label_id = row.id
-    log.info("label %d saved for story %s (%s, %d entities)", label_id, item.news_id, sentiment, len(entities))
+        audit.record(session, by, "label.create", f"label {label_id} of story {item.news_id}", None,
+                     {"news_id": item.news_id, "sentiment": sentiment, "entities": entities})
+    log.info("label %d saved for story %s by %s (%s, %d entities)", label_id, item.news_id, by.name, sentiment,
+             len(entities))
     return label_id

@@ -2,6 +2,7 @@
 
 Input goes through ``monitor.alerts.rules.validate_rule`` (``AlertRuleIn``) and is stored with ``add_rule`` /
 ``update_rule`` / ``delete_rule``, the functions behind the CLI, so both accept and refuse exactly the same rules.
+Only admins see the editor; the write itself (:mod:`dashboards.actions`) checks the role again and is audited.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards import auth, state
+from dashboards import actions, auth, state
 from dashboards.queries import alerts as alert_queries
-from dashboards.state import load, settings
+from dashboards.state import load
 from monitor.alerts.durations import duration_text, parse_duration
-from monitor.alerts.rules import add_rule, delete_rule, update_rule, validate_rule
-from monitor.core.db import session_scope
-from monitor.core.errors import ConfigError
+from monitor.core.errors import FinpulseError
 from schemas.alerts import METRICS
 
 log = logging.getLogger(__name__)
@@ -73,14 +72,6 @@ def to_rule_data(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def save(rule_id: int | None, raw: dict[str, Any]) -> str:
-    """Validate and store; ConfigError (one line naming the field) when the rule is refused."""
-    rule_in = validate_rule(to_rule_data(raw))
-    with session_scope(state.engine()) as session:
-        stored = add_rule(session, rule_in) if rule_id is None else update_rule(session, rule_id, rule_in.model_dump())
-        return f"Saved rule {stored.name} (#{stored.id})."
-
-
 def _done(notice: str) -> None:
     state.invalidate()
     st.session_state[NOTICE_KEY] = notice
@@ -105,8 +96,9 @@ def editor() -> None:
     existing = load(alert_queries.rules)
     rules_table(existing)
     st.subheader("Rule editor")
-    if not auth.can_change(settings()):
-        st.warning(auth.refuse_change_message())
+    refused = auth.why_not("edit_rules")
+    if refused is not None:
+        st.caption(refused)
         return
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
@@ -119,16 +111,18 @@ def editor() -> None:
         submitted = st.form_submit_button("Save rule", type="primary")
     if submitted:
         try:
-            message = save(rule["id"], raw)
-        except ConfigError as error:
+            message = actions.save_rule(rule["id"], to_rule_data(raw))
+        except FinpulseError as error:  # a refused rule (ConfigError) or role (PermissionDenied)
             st.error(str(error))
         else:
-            log.info("dashboard: %s", message)
             _done(message)
     if rule["id"] is not None:
         with st.form(f"rule_delete_{rule['id']}", border=False):
             confirm = st.checkbox(f"Delete rule {rule['name']} (its past alerts stay)")
             if st.form_submit_button("Delete rule") and confirm:
-                with session_scope(state.engine()) as session:
-                    delete_rule(session, int(rule["id"]))
-                _done(f"Deleted rule {rule['name']}.")
+                try:
+                    message = actions.delete_rule(int(rule["id"]), rule["name"])
+                except FinpulseError as error:
+                    st.error(str(error))
+                else:
+                    _done(message)

@@ -151,3 +151,32 @@ def authenticate(engine: Engine, name: str, password: str, client: str, settings
 def count_admins(session: Session) -> int:
     return len(session.exec(select(Account).where(col(Account.role) == "admin",
                                                   col(Account.disabled).is_(False))).all())
+
+
+BOOTSTRAP_ADMIN = "admin"
+BOOTSTRAP_DEPRECATED = ("FINPULSE_DASHBOARD_PASSWORD_HASH (one shared password) is deprecated: create accounts with "
+                        "`finpulse users add NAME --role admin` and unset FINPULSE_DASHBOARD_PASSWORD_HASH")
+
+
+def authenticate_bootstrap(engine: Engine, password: str, client: str, settings: Settings) -> Principal:
+    """The deprecated bootstrap admin: name ``admin`` with the password of FINPULSE_DASHBOARD_PASSWORD_HASH,
+    throttled in the database exactly as :func:`authenticate` (keys ``account:admin`` and ``client:<address>``).
+    The caller uses it only while no account named ``admin`` exists; such an account replaces it."""
+    keys = [f"account:{BOOTSTRAP_ADMIN}", f"client:{client[:200]}"]
+    secret = settings.dashboard_password_hash.get_secret_value() if settings.dashboard_password_hash else ""
+    now = utcnow()
+    with session_scope(engine) as session:
+        until = _locked(session, keys, now)
+        if until is not None:
+            log.warning("login refused for %r from %s: locked out until %s", BOOTSTRAP_ADMIN, client,
+                        f"{until:%H:%M:%S}")
+            raise LoginRefused(f"Too many failed logins. Try again after {until:%Y-%m-%d %H:%M:%S} UTC.")
+        if verify_password(password, secret or _DUMMY_HASH) and secret:
+            row = session.get(LoginThrottle, keys[0])
+            if row is not None:
+                session.delete(row)
+            log.warning("login of the bootstrap admin from %s; %s", client, BOOTSTRAP_DEPRECATED)
+            return Principal(BOOTSTRAP_ADMIN, "admin", "dashboard")
+        _fail(session, keys, now, settings)
+        log.warning("login refused for %r from %s", BOOTSTRAP_ADMIN, client)
+    raise LoginRefused(LOGIN_REFUSED)

@@ -1,115 +1,49 @@
 """The dashboard's pages under Streamlit's AppTest, against a seeded SQLite database (real tables, real signals).
 
-Read-only tests share one seeded database; tests that write (labels, acks, rules, promotion) get their own.
+Read-only tests share one seeded database; tests that write (labels, acks, rules, promotion) get their own. Roles,
+sessions and the audit trail: test_dashboard_accounts.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import pytest
 from sqlmodel import Session, col, select
-from streamlit.testing.v1 import AppTest
 
 from dashboards.auth import hash_password, verify_password
 from monitor.core import db
 from monitor.core.errors import ConfigError
-from monitor.core.settings import get_settings, load_settings
+from monitor.core.settings import load_settings
 from schemas.alerts import Alert, AlertRule, AlertSilence
 from schemas.registry import LabelledNews, ModelVersion
 from tests.dashboard_seed import Seeded, seed
-
-APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
-PASSWORD = "correct horse"
-# Few bcrypt rounds keep the test fast; the dashboard verifies any cost the hash names.
-PASSWORD_HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-
-
-def _seeded_db(path: Path) -> tuple[str, Seeded]:
-    url = f"sqlite:///{path}"
-    db.upgrade(url)
-    return url, seed(url, load_settings(database_url=url))
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Seeded]:
-    return _seeded_db(tmp_path_factory.mktemp("dash") / "shared.db")
-
-
-@pytest.fixture
-def own(tmp_path: Path) -> tuple[str, Seeded]:
-    return _seeded_db(tmp_path / "own.db")
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Point the dashboard at a database and an auth mode (settings are read from the environment)."""
-
-    def apply(url: str, *, auth: str = "disabled") -> None:
-        monkeypatch.setenv("FINPULSE_DATABASE_URL", url)
-        # Consumers count as alive for 3 stats intervals: 30 min here, so the seeded heartbeats stay fresh.
-        monkeypatch.setenv("FINPULSE_STATS_INTERVAL_S", "600")
-        monkeypatch.setenv("FINPULSE_MOVERS_MIN_STORIES", "1")  # the seed has 1-2 stories per entity and bucket
-        monkeypatch.delenv("FINPULSE_DASHBOARD_PASSWORD_HASH", raising=False)
-        monkeypatch.delenv("FINPULSE_DASHBOARD_AUTH_DISABLED", raising=False)
-        if auth == "disabled":
-            monkeypatch.setenv("FINPULSE_DASHBOARD_AUTH_DISABLED", "true")
-        elif auth == "password":
-            monkeypatch.setenv("FINPULSE_DASHBOARD_PASSWORD_HASH", PASSWORD_HASH)
-        get_settings.cache_clear()
-
-    yield apply
-    get_settings.cache_clear()
-
-
-def run_app(page: str | None = None, at: AppTest | None = None) -> AppTest:
-    at = at or AppTest.from_file(APP, default_timeout=60).run()
-    if page:
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def login(at: AppTest, password: str) -> AppTest:
-    at.text_input(key="login_password").input(password)
-    next(b for b in at.button if b.label == "Log in").click().run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, tuple[str, str]]:
-    return {m.label: (m.value, m.delta) for m in at.metric}
-
-
-def button(at: AppTest, label: str) -> Any:
-    return next(b for b in at.button if b.label == label)
-
-
-def field(at: AppTest, label: str) -> Any:
-    return next(w for w in [*at.text_input, *at.selectbox, *at.checkbox] if w.label == label)
+from tests.dashboards.kit import PASSWORD, button, field, fresh_login, login, metrics, run_app, texts
 
 
 def test_login_refuses_a_wrong_password_and_admits_the_right_one(env: Any, shared: tuple[str, Seeded]) -> None:
-    env(shared[0], auth="password")
+    env(shared[0], auth="accounts")
     at = run_app()
     assert not at.metric and at.text_input(key="login_password").label == "Password"
-    login(at, "wrong password")
-    assert [e.value for e in at.error] == ["Wrong password."]
+    assert at.text_input(key="login_name").label == "Name"
+    login(at, "ann", "wrong password")
+    assert [e.value for e in at.error] == ["Wrong name or password."]
     assert not at.metric
-    login(at, PASSWORD)
+    login(at, "ann")
     assert not at.error
     assert metrics(at)["Active alerts"][0] == str(shared[1].firing)
+    assert "Signed in as **ann** (analyst)" in texts(at, "caption")
 
 
-def test_without_a_password_hash_the_page_says_how_to_set_one(env: Any, shared: tuple[str, Seeded]) -> None:
-    env(shared[0], auth="none")
+def test_without_accounts_or_a_password_hash_the_page_says_how_to_add_an_admin(env: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    db.upgrade(url)
+    env(url, auth="accounts")
     at = run_app()
-    assert not at.metric
-    assert "finpulse dashboard hash-password" in at.warning[0].value
-    assert "FINPULSE_DASHBOARD_PASSWORD_HASH" in at.warning[0].value
+    assert not at.metric and not at.text_input
+    assert "finpulse users add NAME --role admin" in at.warning[0].value
+    assert "FINPULSE_DASHBOARD_AUTH_DISABLED" in at.warning[0].value
 
 
 def test_overview_tiles_charts_and_movers_show_the_seeded_data(env: Any, shared: tuple[str, Seeded]) -> None:
@@ -141,10 +75,10 @@ def test_entity_page_finds_an_entity_and_shows_its_alerts_and_headlines(env: Any
 
 def test_alerts_page_lists_alerts_and_acknowledges_and_silences(env: Any, own: tuple[str, Seeded]) -> None:
     url, _ = own
-    env(url)
-    at = run_app("alerts")
-    texts = " ".join(m.value for m in at.markdown)
-    assert "tsla\\-negative" in texts and "volume\\-spike" in texts  # firing and pending
+    env(url, auth="accounts")
+    at = fresh_login("ann", page="alerts")
+    shown = texts(at, "markdown")
+    assert "tsla\\-negative" in shown and "volume\\-spike" in shown  # firing and pending
     assert any("Tesla recalls" in m.value for m in at.markdown)  # evidence headlines
     assert [t.label for t in at.tabs] == ["Firing (1)", "Pending (1)", "Resolved, last 24 h (1)"]
     button(at, "Acknowledge").click().run()
@@ -154,19 +88,19 @@ def test_alerts_page_lists_alerts_and_acknowledges_and_silences(env: Any, own: t
     assert not at.exception and not at.error
     with Session(db.make_engine(url)) as session:
         alert = session.exec(select(Alert).where(Alert.status == "firing")).one()
-        assert alert.acked_by == "analyst" and alert.acked_at is not None
+        assert alert.acked_by == "ann" and alert.acked_at is not None
         silence = session.exec(select(AlertSilence)).one()
-        assert silence.rule_id == alert.rule_id and silence.entity == "TICKER:TSLA"
-    # No password login: the rule editor is refused (the rules are still listed).
-    assert any("Refused" in w.value for w in at.warning)
+        assert silence.rule_id == alert.rule_id and silence.entity == "TICKER:TSLA" and silence.created_by == "ann"
+    # An analyst: the rule editor is not offered (the rules are still listed), and the page says why.
+    assert "edit rules needs the admin role" in texts(at, "caption")
     assert not any(b.label == "Save rule" for b in at.button)
+    assert at.dataframe[0].value["name"].tolist() == ["tsla-negative", "volume-spike"]
 
 
 def test_rule_editor_rejects_a_bad_rule_and_saves_a_good_one(env: Any, own: tuple[str, Seeded]) -> None:
     url, _ = own
-    env(url, auth="password")
-    at = login(run_app(), PASSWORD)
-    run_app("alerts", at)
+    env(url, auth="password")  # the bootstrap admin of FINPULSE_DASHBOARD_PASSWORD_HASH
+    at = fresh_login("admin", PASSWORD, page="alerts")
     field(at, "Name").input("aapl negative!")
     field(at, "Entity").input("AAPL")
     field(at, "Threshold").input("-0.5")
@@ -192,8 +126,8 @@ def test_rule_editor_rejects_a_bad_rule_and_saves_a_good_one(env: Any, own: tupl
 
 def test_a_label_saved_in_the_labelling_page_lands_in_the_table(env: Any, own: tuple[str, Seeded]) -> None:
     url, seeded = own
-    env(url)
-    at = run_app("labelling")
+    env(url, auth="accounts")
+    at = fresh_login("ann", page="labelling")
     assert metrics(at)["Labels awaiting the next retraining"][0] == str(seeded.awaiting_labels)
     headline = at.markdown[0].value
     with Session(db.make_engine(url)) as session:
@@ -207,7 +141,7 @@ def test_a_label_saved_in_the_labelling_page_lands_in_the_table(env: Any, own: t
     with Session(db.make_engine(url)) as session:
         row = session.exec(select(LabelledNews).order_by(col(LabelledNews.id).desc())).first()
     assert row is not None and row.news_id not in labelled
-    assert row.sentiment == "negative" and row.labelled_by == "analyst"
+    assert row.sentiment == "negative" and (row.labelled_by, row.labeller_role) == ("ann", "analyst")
     assert row.entities and all(row.text[e["start"]:e["end"]] == e["text"] for e in row.entities)
     assert {"start", "end", "type", "text", "sentiment"} == set(row.entities[0])
 
@@ -234,10 +168,10 @@ def test_models_page_shows_gates_and_promotes_and_rolls_back(env: Any, own: tupl
     assert table.loc[table["version"] == "v2", "ONNX"].item().startswith("int8 served")
     assert table.loc[table["version"] == "v1", "ONNX"].item() == \
         "fp32 served — int8 loses sentiment_macro_f1 0.0120 (more than 0.005)"
-    assert any("Refused" in w.value for w in at.warning)  # no password login: no promotion
+    assert "Read-only: FINPULSE_DASHBOARD_AUTH_DISABLED" in texts(at, "caption")  # no login: no promotion
+    assert not any(b.label == "Promote" for b in at.button)
     env(url, auth="password")
-    at = login(run_app(), PASSWORD)
-    run_app("models", at)
+    at = fresh_login("admin", PASSWORD, page="models")
     field(at, "Version to promote").set_value("v3")
     field(at, "Serve this version instead of the current champion").check()
     button(at, "Promote").click().run()

@@ -1,28 +1,25 @@
-"""Alerts: firing, pending and resolved alerts with their evidence; acknowledge and silence; the rule editor."""
+"""Alerts: firing, pending and resolved alerts with their evidence; acknowledge and silence (analysts and admins);
+the rule editor (admins). The writes go through :mod:`dashboards.actions`, which checks the role at the write."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import streamlit as st
 
-from dashboards import auth, rule_editor, state
+from dashboards import actions, auth, rule_editor, state
+from dashboards.actions import SILENCE_SCOPES
 from dashboards.formatting import ago, escape_markdown, iso_utc, signed, utc
 from dashboards.queries import alerts as alert_queries
 from dashboards.state import load, settings
-from monitor.alerts.durations import duration_text, parse_duration
-from monitor.alerts.rules import acknowledge, add_silence
-from monitor.core.db import session_scope
-from monitor.core.errors import ConfigError
-from schemas.types import utcnow
+from monitor.alerts.durations import duration_text
+from monitor.core.errors import FinpulseError
 
 log = logging.getLogger(__name__)
 
 SEVERITY_ICONS = {"critical": ":red[●]", "warning": ":orange[●]", "info": ":blue[●]"}
 RESOLVED_HOURS = 24.0
 LIMIT = 100
-SILENCE_SCOPES = ("this rule on this entity", "this rule, every entity", "this entity, every rule")
 
 
 def _notify(message: str) -> None:
@@ -47,23 +44,29 @@ def silence_form(alert: alert_queries.AlertView) -> None:
         reason = st.text_input("Reason", key=f"silence_reason_{alert.id}")
         if st.form_submit_button("Silence"):
             try:
-                until = utcnow() + timedelta(seconds=parse_duration(duration, "for"))
-                with session_scope(state.engine()) as session:
-                    made = add_silence(session, until, rule=None if scope == SILENCE_SCOPES[2] else str(alert.rule_id),
-                                       entity=None if scope == SILENCE_SCOPES[1] else alert.entity,
-                                       reason=reason or None, created_by=auth.user_name())
-                    message = f"Silence #{made.id} until {utc(made.until)}."
-            except ConfigError as error:
+                message = actions.silence(alert.rule_id, alert.entity, scope or SILENCE_SCOPES[0], duration,
+                                          reason or None)
+            except FinpulseError as error:  # a bad duration (ConfigError) or role (PermissionDenied)
                 st.error(str(error))
             else:
-                log.info("dashboard: alert #%s: %s", alert.id, message)
                 _notify(message)
                 st.rerun()
 
 
+def acknowledge_button(alert: alert_queries.AlertView) -> None:
+    if st.button("Acknowledge", key=f"ack_{alert.id}"):
+        try:
+            message = actions.acknowledge(alert.id)
+        except FinpulseError as error:
+            st.error(str(error))
+        else:
+            _notify(message)
+            st.rerun()
+
+
 def alert_card(alert: alert_queries.AlertView) -> None:
     with st.container(border=True):
-        head, actions = st.columns([4, 1])
+        head, buttons = st.columns([4, 1])
         flags = []
         if alert.acked_at:
             flags.append(f":green[acknowledged by {escape_markdown(alert.acked_by or '?')} {ago(alert.acked_at)}]")
@@ -77,14 +80,11 @@ def alert_card(alert: alert_queries.AlertView) -> None:
         with head:
             evidence(alert)
         if alert.status == "firing":
-            with actions:
-                if not alert.acked_at and st.button("Acknowledge", key=f"ack_{alert.id}"):
-                    with session_scope(state.engine()) as session:
-                        acknowledge(session, alert.id, auth.user_name())
-                    log.info("dashboard: alert #%s acknowledged", alert.id)
-                    _notify(f"Alert #{alert.id} acknowledged.")
-                    st.rerun()
-                silence_form(alert)
+            with buttons:
+                if not alert.acked_at and auth.may("acknowledge"):
+                    acknowledge_button(alert)
+                if auth.may("silence"):
+                    silence_form(alert)
 
 
 def pending_list(items: list[alert_queries.PendingView]) -> None:
@@ -115,8 +115,13 @@ def render() -> None:
     current = settings()
     st.title("Alerts")
 
+    refused = auth.why_not("acknowledge")
+    if refused is not None:
+        st.caption(refused)
+
     @st.fragment(run_every=current.dashboard_refresh_s)
     def live() -> None:
+        auth.guard_fragment()
         firing = load(alert_queries.alerts, "firing", RESOLVED_HOURS, LIMIT)
         waiting = load(alert_queries.pending, LIMIT)
         resolved = load(alert_queries.alerts, "resolved", RESOLVED_HOURS, LIMIT)

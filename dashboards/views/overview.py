@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts
+from dashboards import auth, charts
 from dashboards.formatting import ago, escape_markdown, utc
 from dashboards.queries import consumers, trends
 from dashboards.queries.consumers import Consumer
@@ -137,6 +137,7 @@ def render() -> None:
 
     @st.fragment(run_every=current.dashboard_refresh_s)
     def live() -> None:
+        auth.guard_fragment()
         tiles()
         market(hours, bucket_s)
         heat(hours, bucket_s)

@@ -11,11 +11,11 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from dashboards import auth, labels, state
+from dashboards import actions, auth, labels, state
 from dashboards.formatting import escape_markdown, highlight, utc
 from dashboards.queries import training as training_queries
 from dashboards.state import load, settings
-from monitor.core.errors import DataError
+from monitor.core.errors import FinpulseError
 from schemas.prediction import SENTIMENT_LABELS
 from schemas.signals import ENTITY_TYPES
 
@@ -77,9 +77,8 @@ def label_form(item: training_queries.QueueItem) -> None:
     if pressed is not None:
         try:
             entities = labels.build_entities(item.text, edited.to_dict("records"))
-            label_id = labels.save_label(state.engine(), item, pressed, entities,
-                                         auth.user_name())
-        except DataError as error:
+            label_id = actions.label(item, pressed, entities)
+        except FinpulseError as error:  # a bad entity row (DataError) or role (PermissionDenied)
             st.error(str(error))
             return
         state.invalidate()
@@ -90,11 +89,17 @@ def label_form(item: training_queries.QueueItem) -> None:
 def render() -> None:
     current = settings()
     st.title("Labelling")
-    st.caption(f"Labels are saved as **{escape_markdown(auth.user_name())}** (change it in the sidebar).")
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.success(notice)
     counters()
+    refused = auth.why_not("label")
+    if refused is not None:
+        st.caption(refused)
+        return
+    signed_in = auth.principal()
+    if signed_in is not None:
+        st.caption(f"Labels are saved as **{escape_markdown(signed_in.name)}** ({signed_in.role}).")
     skipped = tuple(st.session_state.get(SKIP_KEY, []))
     queue = load(training_queries.labelling_queue, QUEUE_DAYS, 1, current.body_max_chars, skipped)
     if not queue:

@@ -6,7 +6,7 @@ import logging
 
 import streamlit as st
 
-from dashboards import charts
+from dashboards import auth, charts
 from dashboards.formatting import SENTIMENT_COLORS, escape_markdown, highlight, signed, utc
 from dashboards.queries import trends
 from dashboards.state import load, settings
@@ -92,6 +92,7 @@ def render() -> None:
 
     @st.fragment(run_every=current.dashboard_refresh_s)
     def live() -> None:
+        auth.guard_fragment()
         trend(entity, hours)
         headlines(entity)
 

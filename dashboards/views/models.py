@@ -1,5 +1,6 @@
-"""Models: the registry with each version's metrics, gate decision and refusals; the version each live consumer
-serves; promote and roll back (password only; the model is test-loaded first and a broken one refused)."""
+"""Models: the registry with each version's metrics, gate decision, approval and refusals; the version each live
+consumer serves; candidates awaiting approval; approve, promote and roll back (admins only, in
+:mod:`dashboards.model_actions`; the model is test-loaded first and a broken one refused)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import auth, state
+from dashboards import auth, model_actions
+from dashboards.model_actions import NOTICE_KEY
 from dashboards.queries import training as training_queries
 from dashboards.state import load, settings
-from monitor.core.errors import FinpulseError
-from monitor.lifecycle import registry
 
 log = logging.getLogger(__name__)
 
 STATUS_ICONS = {"champion": "★ champion", "candidate": "candidate", "retired": "retired"}
-NOTICE_KEY = "models_notice"
 TABLE_METRICS = ("macro_f1", "f1", "accuracy", "ece", "best_score")
 MAX_METRIC_COLUMNS = 8
 STALE_AFTER_S = 60.0  # a consumer silent for longer (and 3 stats intervals) is not listed as serving
@@ -65,6 +64,14 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return dict(list(out.items())[:MAX_METRIC_COLUMNS])
 
 
+def _approval(version: dict[str, Any]) -> str:
+    """Who approved the version and when (four eyes), or that it waits for an admin."""
+    if version.get("approved_by"):
+        when = version.get("approved_at")
+        return f"{version['approved_by']} at {when:%Y-%m-%d %H:%M} UTC" if when else str(version["approved_by"])
+    return "awaiting approval" if version.get("awaiting_approval") else ""
+
+
 def registry_table(versions: list[dict[str, Any]]) -> None:
     rows = []
     for version in versions:
@@ -74,6 +81,7 @@ def registry_table(versions: list[dict[str, Any]]) -> None:
         row.update({"gate": gate_summary(version["gate"]), "ONNX": int8_summary(version["metrics"] or {}),
                     "labels up to": version["trained_until_label_id"],
                     "parent": version["parent_version"], "created (UTC)": version["created_at"],
+                    "approved by": _approval(version),
                     "promoted (UTC)": version["promoted_at"], "refused (UTC)": version["refused_at"],
                     "refused because": version["refused_reason"] or ""})
         rows.append(row)
@@ -148,49 +156,6 @@ def retraining_and_drift() -> None:
         st.dataframe(pd.DataFrame(reports)[columns], hide_index=True, width="stretch")
 
 
-def _run_change(description: str, change: Any) -> None:
-    try:
-        with st.spinner("Test-loading the model as the consumers serve it..."):
-            row = change()
-    except FinpulseError as error:
-        st.error(str(error))
-        return
-    log.info("dashboard: %s -> champion %s", description, row.version)
-    state.invalidate()
-    st.session_state[NOTICE_KEY] = f"{description}: {row.version} is now champion."
-    st.rerun()
-
-
-def actions(versions: list[dict[str, Any]]) -> None:
-    st.subheader("Promote or roll back")
-    if not auth.can_change(settings()):
-        st.warning(auth.refuse_change_message())
-        return
-    st.caption("The model is test-loaded first and refused if it does not load or score; the consumers switch to "
-               "the new champion at their next registry poll.")
-    others = [v["version"] for v in versions if v["status"] != "champion"]
-    left, right = st.columns(2)
-    with left, st.form("promote"):
-        chosen = st.selectbox("Version to promote", others, index=None, placeholder="choose a version")
-        confirmed = st.checkbox("Serve this version instead of the current champion")
-        promote = st.form_submit_button("Promote", type="primary")
-    with right, st.form("rollback"):
-        st.write("Retire the champion and serve the previous champion again.")
-        confirmed_rollback = st.checkbox("Roll back the champion")
-        rollback = st.form_submit_button("Roll back")
-    if promote:
-        if not chosen or not confirmed:
-            st.error("Choose a version and tick the confirmation to promote.")
-        else:
-            _run_change(f"Promoted {chosen}",
-                        lambda: registry.promote(state.engine(), chosen, settings=settings()))
-    if rollback:
-        if not confirmed_rollback:
-            st.error("Tick the confirmation to roll back.")
-        else:
-            _run_change("Rolled back", lambda: registry.rollback(state.engine(), settings=settings()))
-
-
 def render() -> None:
     current = settings()
     st.title("Models")
@@ -200,6 +165,7 @@ def render() -> None:
 
     @st.fragment(run_every=current.dashboard_refresh_s)
     def live() -> None:
+        auth.guard_fragment()
         versions = load(training_queries.model_versions)
         if not versions:
             st.info("No model is registered yet. Train one with `finpulse train`.")
@@ -211,8 +177,9 @@ def render() -> None:
     live()
     versions = load(training_queries.model_versions)
     if versions:
+        model_actions.awaiting(versions)
         details(versions)
-        actions(versions)
+        model_actions.promote_and_roll_back(versions)
         retraining_and_drift()
 
 
