@@ -249,7 +249,7 @@ def test_the_models_page_shows_refusals_and_what_consumers_serve_and_refuses_a_b
         at = AppTest.from_file(APP, default_timeout=60).run()
         at.text_input(key="login_password").input("pw")
         next(b for b in at.button if b.label == "Log in").click().run()
-        at.switch_page("pages/models.py").run()
+        at.switch_page("views/models.py").run()
         assert not at.exception, [e.message for e in at.exception]
         table = at.dataframe[0].value
         assert table.loc[table["version"] == "v2", "refused because"].item() == \

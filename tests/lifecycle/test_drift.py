@@ -130,7 +130,7 @@ def test_models_page_lists_runs_and_drift_reports(sqlite_url: str, monkeypatch: 
     try:
         at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py"),
                                default_timeout=60).run()
-        at.switch_page("pages/models.py").run()
+        at.switch_page("views/models.py").run()
     finally:
         get_settings.cache_clear()
     assert not at.exception, [e.message for e in at.exception]
