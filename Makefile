@@ -35,6 +35,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check monitor finetune dashboards schemas tests
 	$(VENV)/bin/mypy monitor finetune dashboards schemas
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/bandit -c pyproject.toml -q -r monitor finetune dashboards schemas
+	$(VENV)/bin/deptry .
 
 demo: $(STAMP)
 	$(VENV)/bin/finpulse demo

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from monitor.core.db import make_engine, require_migrated
 from monitor.core.errors import FinpulseError
 from monitor.core.logs import setup_logging
-from monitor.core.settings import Settings, get_settings
+from monitor.core.settings import Settings, get_settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def configure_logging() -> None:
 def _engine(url: str) -> Engine:
     engine = make_engine(url)
     require_migrated(engine)
-    log.info("dashboard connected to %s", engine.url.render_as_string(hide_password=True))
+    log.info("dashboard connected to %s", mask_url(engine.url.render_as_string(hide_password=True)))
     return engine
 
 

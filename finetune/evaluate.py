@@ -144,7 +144,8 @@ def evaluate_dir(model_dir: Path, examples: Sequence[Example], *, device: str = 
     manifest = check_multitask_dir(model_dir)
     torch_device = resolve_device(device)
     model = MultitaskModel.load(model_dir, torch_device)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+        model_dir, trust_remote_code=False, local_files_only=True)
     dtype = resolve_dtype(precision, torch_device)
     metrics = evaluate(model, tokenizer, examples, max_length=max_length, batch_size=batch_size, dtype=dtype)
     return {"model": str(model_dir), "version": manifest.get("version"), "precision": str(dtype or "fp32"),

@@ -55,7 +55,8 @@ class MultitaskModel(nn.Module):
         """A fresh model on a pretrained encoder (local dir or Hugging Face id; safetensors only)."""
         source = resolve_base_model(name_or_path)
         try:
-            encoder = AutoModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(  # nosec B615 # the packaged offline copy, or a Hub id an operator chose
+                source, use_safetensors=True, trust_remote_code=False)
         except (OSError, ValueError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(f"base model {name_or_path!r}: could not load safetensors weights ({first}); "
@@ -65,7 +66,8 @@ class MultitaskModel(nn.Module):
     @classmethod
     def load(cls, model_dir: Path, device: torch.device | str = "cpu") -> MultitaskModel:
         """Rebuild from ``config.json`` and load ``model.safetensors`` strictly (no pickle is ever read)."""
-        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+            model_dir, trust_remote_code=False, local_files_only=True)
         model = cls(AutoModel.from_config(config))  # type: ignore[no-untyped-call]
         missing, unexpected = load_model(model, str(Path(model_dir) / WEIGHTS), strict=False, device=str(device))
         if missing or unexpected:

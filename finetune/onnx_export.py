@@ -260,7 +260,8 @@ def compare_with_torch(model_dir: Path, examples: Sequence[Example], *, max_leng
     """torch fp32 metrics with the ONNX export's beside them and the drop of each gated metric."""
     report = evaluate_dir(model_dir, examples, device="cpu", precision="fp32", max_length=max_length,
                           batch_size=batch_size)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+        model_dir, trust_remote_code=False, local_files_only=True)
     onnx = evaluate_onnx_dir(model_dir, tokenizer, examples, max_length=max_length, batch_size=batch_size)
     drops = {precision: {f"{task}_{key}": round(float(report[task][key]) - float(onnx[precision][task][key]), 6)
                          for task, key in GATED if key in report.get(task, {})}

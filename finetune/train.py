@@ -109,10 +109,12 @@ def train(args: TrainArgs) -> TrainResult:
     torch.manual_seed(args.seed)  # the heads' initialisation
     if args.init_model:  # continued training (retraining): the saved model's tokenizer, encoder and heads
         check_multitask_dir(Path(args.init_model))
-        tokenizer = AutoTokenizer.from_pretrained(args.init_model, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+            args.init_model, trust_remote_code=False, local_files_only=True)
         model = MultitaskModel.load(Path(args.init_model), device)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(args.base_model), trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # the packaged offline copy, or a Hub id an operator chose
+            resolve_base_model(args.base_model), trust_remote_code=False)
         model = MultitaskModel.from_base(args.base_model).to(device)
     if args.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -127,7 +129,7 @@ def train(args: TrainArgs) -> TrainResult:
         optimizer, int(args.warmup_ratio * total_steps), total_steps)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else nullcontext
     task_weights = (args.sentiment_weight, args.ner_weight, args.entity_weight)
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # nosec B311 # seeded batch shuffling for reproducible training, no secret
     pad_id = int(tokenizer.pad_token_id or 0)
     log.info("training %s on %s (%s): %d steps, %d per epoch", args.base_model, device, dtype or "fp32",
              total_steps, steps_per_epoch)

@@ -52,5 +52,5 @@ def drop_overlap(train: list[Example], others: list[Example]) -> list[Example]:
 def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
     if limit is None or len(examples) <= limit:
         return examples
-    chosen = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), limit))  # nosec B311 # seeded, reproducible
     return [examples[i] for i in chosen]

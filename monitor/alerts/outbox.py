@@ -41,7 +41,7 @@ class Claim:
 
     @property
     def id(self) -> int:
-        assert self.row.id is not None
+        assert self.row.id is not None  # nosec B101 # narrows the type: a claimed row was read from its table
         return self.row.id
 
     @property
@@ -74,7 +74,7 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int, max_att
                     col(Notification.id) == row.id, col(Notification.status) == row.status,
                     col(Notification.attempts) == row.attempts, previous,
                     col(Notification.next_attempt_at) <= now,
-                ).values(**({"status": "failed", "lease_token": None, "updated_at": now,
+                ).values(**({"status": "failed", "lease_token": None, "updated_at": now,  # nosec B105 # lease cleared
                              "last_error": f"its sender died mid-send {row.attempts} times; not retried"}
                             if given_up else
                             {"status": "sending", "attempts": row.attempts + 1, "lease_token": token,

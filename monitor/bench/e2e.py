@@ -68,7 +68,7 @@ def start_worker(stage: Stage, module: str, name: str, job: dict[str, Any]) -> A
     env = {**os.environ, "PYTHONPATH": path}
     with (stage.workdir / f"{name}.log").open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", module, str(job_path)], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT)  # nosec B603 # argv of this interpreter, no shell
 
 
 def finish_worker(stage: Stage, name: str, process: Any, timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Any]:

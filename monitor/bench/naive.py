@@ -59,13 +59,15 @@ class SentimentView(PreTrainedModel):  # type: ignore[no-untyped-call]
 
 def classifier(model_dir: Path, device: str) -> Any:
     """``pipeline("text-classification")`` over ``model_dir`` (a multi-task dir through :class:`SentimentView`)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+        model_dir, trust_remote_code=False, local_files_only=True)
     torch_device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     if read_manifest(model_dir).get("kind") != "multitask":
         return pipeline("text-classification", model=str(model_dir), tokenizer=tokenizer, top_k=None,
                         device=torch_device, model_kwargs={"use_safetensors": True})
 
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    config = AutoConfig.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+        model_dir, trust_remote_code=False, local_files_only=True)
     config.id2label = dict(enumerate(SENTIMENT_LABELS))
     config.label2id = {label: i for i, label in enumerate(SENTIMENT_LABELS)}
     view = SentimentView(config, MultitaskModel.load(model_dir, torch_device))

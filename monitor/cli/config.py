@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -57,10 +56,7 @@ HEADER = """\
 
 def is_secret(field: FieldInfo) -> bool:
     """True when the field's type holds a SecretStr anywhere (``SecretStr | None``, ``list[SecretStr]``)."""
-    from pydantic import SecretStr
-
-    def holds_secret(annotation: object) -> bool:
-        return annotation is SecretStr or any(holds_secret(arg) for arg in typing.get_args(annotation))
+    from monitor.core.settings import holds_secret  # lazy: startup
 
     return holds_secret(field.annotation)
 
@@ -108,14 +104,18 @@ def render_env_example() -> str:
 
 
 def render_effective(settings: Settings) -> str:
-    """The settings in force, one ``FINPULSE_X=value`` line each, with every secret (and the URL's password) masked."""
-    from sqlalchemy.engine import make_url
+    """The settings in force, one ``FINPULSE_X=value`` line each, with every secret (and the URL's password) masked.
+
+    The database URL's password is hidden in its user part and in its query string (``?password=``); the
+    notification secrets file is shown by path only, and ``FINPULSE_NOTIFY_<NAME>`` channels are not settings.
+    """
+    from monitor.core.settings import safe_database_url  # lazy: startup
 
     lines = []
     for name, field in type(settings).model_fields.items():
         value = getattr(settings, name)
         if name == "database_url":
-            value = make_url(value).render_as_string(hide_password=True)
+            value = safe_database_url(value)
         shown = "'**********'" if is_secret(field) and value else env_value(value)
         lines.append(f"{env_name(name)}={shown}")
     return "\n".join(lines) + "\n"

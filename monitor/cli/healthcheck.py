@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from monitor.core import db
 from monitor.core.errors import FinpulseError
-from monitor.core.settings import Settings, load_settings
+from monitor.core.settings import Settings, load_settings, mask_url, safe_database_url
 from monitor.stream.health import HealthRecord, read_records
 from schemas.consumers import ConsumerHeartbeat
 
@@ -65,7 +65,7 @@ def main_process_cmdline() -> str:
 def check_dashboard(port: int, host: str = "127.0.0.1") -> str:
     url = f"http://{host}:{port}/_stcore/health"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # nosec B310 # the http:// URL above
             body = response.read(64).decode("utf-8", "replace").strip()
     except (urllib.error.URLError, OSError) as error:
         raise Unhealthy(f"dashboard health {url} failed: {error}") from None
@@ -94,13 +94,13 @@ def _engine(url: str) -> Engine:
 
 
 def check_database(url: str) -> str:
-    safe_url = make_url(url).render_as_string(hide_password=True)
+    safe_url = safe_database_url(url)  # password hidden, in the query string too
     engine = _engine(url)
     try:
         current = db.current_revision(engine)
     except Exception as error:  # noqa: BLE001 - any driver error means "not healthy"; say which
-        raise Unhealthy(f"database {safe_url} unreachable: {type(error).__name__}: {str(error).splitlines()[0]}")\
-            from None
+        first = mask_url((str(error).splitlines() or [""])[0])  # a driver's text may quote a DSN
+        raise Unhealthy(f"database {safe_url} unreachable: {type(error).__name__}: {first}") from None
     finally:
         engine.dispose()
     head = db.head_revision()

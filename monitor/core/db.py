@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from monitor.core.errors import DatabaseNotMigratedError
+from monitor.core.settings import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def require_migrated(engine: Engine) -> None:
     """Refuse to run against a database whose schema is not at the code's head revision."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        safe_url = engine.url.render_as_string(hide_password=True)
+        safe_url = mask_url(engine.url.render_as_string(hide_password=True))  # and ?password=
         raise DatabaseNotMigratedError(
             f"database {safe_url} is at migration {current or 'none'} but this finpulse needs {head}; "
             "run `finpulse db upgrade` first"

@@ -8,7 +8,6 @@ So the rule errs towards "outage": only errors that a different row would not ha
 from __future__ import annotations
 
 from sqlalchemy import exc
-from sqlalchemy.engine import make_url
 
 from monitor.core.errors import FinpulseError
 
@@ -58,9 +57,9 @@ def describe(error: BaseException) -> str:
 def database_unreachable(error: BaseException) -> str:
     """One line for a command that cannot reach its database: which one (password hidden), why, and the fix."""
     try:
-        from monitor.core.settings import get_settings  # lazy: startup
+        from monitor.core.settings import get_settings, safe_database_url  # lazy: startup
 
-        where = f"database {make_url(get_settings().database_url).render_as_string(hide_password=True)}"
+        where = f"database {safe_database_url(get_settings().database_url)}"
     except Exception:  # noqa: BLE001 - the message must come out even if the settings cannot be read
         where = "the database"
     return (f"{where} is unreachable ({describe(error)}); start it, or fix FINPULSE_DATABASE_URL. "

@@ -6,6 +6,8 @@ at start-up with one line that names the variable and the fix (see :func:`load_s
 
 from __future__ import annotations
 
+import re
+import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from monitor.core.errors import ConfigError
 
 ENV_PREFIX = "FINPULSE_"
+# user:password@ in a URL, up to the last @ of the word: a password with an unencoded @ is hidden whole.
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
+# ?password=..., &sslpassword=..., ?token=...: libpq and Apprise accept credentials as query parameters too.
+_SECRET_PARAM_RE = re.compile(r"([?&;][\w.-]*(?:password|passwd|pwd|secret|token|key)=)[^&;\s'\"]*", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password and any password-like query value of every URL in it replaced by ``***``."""
+    return _SECRET_PARAM_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1***@", text))
+
+
+def safe_database_url(url: str) -> str:
+    """The database URL to show in a message or a log line: password hidden, even in the query string."""
+    from sqlalchemy.engine import make_url  # lazy: startup
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is masked as text
+        shown = url
+    return mask_url(shown)
+
+
+def holds_secret(annotation: object) -> bool:
+    """True when a field's type holds a SecretStr anywhere (``SecretStr | None``, ``list[SecretStr]``)."""
+    return annotation is SecretStr or any(holds_secret(arg) for arg in typing.get_args(annotation))
 
 
 class Settings(BaseSettings):
@@ -162,8 +189,16 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url  # lazy: startup
+
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        try:
+            host = make_url(value).host or ""
+        except Exception:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is not a number
+            raise ValueError("not a valid SQLAlchemy URL") from None
+        if "@" in host:  # else the driver's "cannot resolve host" error would show the password's end
+            raise ValueError("the password holds an unencoded '@': percent-encode it as %40")
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             # psycopg 3 is the driver we install; name it so SQLAlchemy does not look for psycopg2.
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
@@ -206,14 +241,26 @@ class Settings(BaseSettings):
         return config
 
 
+def _shown_input(field: str, found: object) -> str:
+    """What an error may quote of a bad value: never a secret's; of the database URL only its scheme (a URL
+    too broken to parse cannot be masked reliably); in any other, a URL's password masked (a DSN pasted astray)."""
+    secret = field in Settings.model_fields and holds_secret(Settings.model_fields[field].annotation)
+    if field == "" or secret or isinstance(found, dict):
+        return ""
+    text = str(found)
+    if field == "database_url":
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        return f" (found a {scheme!r} URL)" if re.fullmatch(r"[A-Za-z][\w+.-]{0,30}", scheme) else ""
+    return f" (found {mask_url(text)[:80]!r})"
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """One line: the variable, what was expected, what was found, and the fix."""
     first = error.errors()[0]
     loc = [str(part) for part in first.get("loc", ())]
     field = loc[0] if loc else ""
     variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
-    found = first.get("input")
-    found_text = "" if field == "" or isinstance(found, dict) else f" (found {str(found)[:80]!r})"
+    found_text = _shown_input(field, first.get("input"))
     message = first.get("msg", "invalid").removeprefix("Value error, ")
     return f"invalid setting {variable}: {message}{found_text}; fix the environment variable or .env entry"
 

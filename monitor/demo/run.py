@@ -24,7 +24,7 @@ import typer
 
 from monitor.core import db
 from monitor.core.errors import FinpulseError
-from monitor.core.settings import get_settings
+from monitor.core.settings import get_settings, safe_database_url
 from monitor.demo.setup import (
     DEMO_RULES,
     champion_dir,
@@ -94,7 +94,7 @@ class Demo:
             db.upgrade(s.database_url)
             after = db.current_revision(engine)
             state = "up to date" if before == after else f"migrated from {before or 'empty'}"
-            _say("database", f"{engine.url.render_as_string(hide_password=True)} at revision {after} ({state})")
+            _say("database", f"{safe_database_url(s.database_url)} at revision {after} ({state})")
             added = seed_rules(engine)
             for rule in DEMO_RULES:
                 _say("rules", describe_rule(rule) + ("  (added)" if rule.name in added else "  (kept)"))
@@ -178,7 +178,7 @@ class Demo:
         port, address = self.o["dashboard_port"], self.o["address"]
         command = [sys.executable, "-m", "monitor.app", "dashboard", "--port", str(port), "--address", address]
         # The dashboard is configured with this run's topics, like the consumer whose lag and health it shows.
-        self.dashboard = subprocess.Popen(command, env={**login.env, **self.topics},
+        self.dashboard = subprocess.Popen(command, env={**login.env, **self.topics},  # nosec B603 # argv, no shell
                                           stdout=self._log_file("dashboard.log"), stderr=subprocess.STDOUT,
                                           **child_options())
         local = f"http://127.0.0.1:{port}"
@@ -186,7 +186,8 @@ class Demo:
             if self.stop_requested.is_set():
                 return
             raise FinpulseError(f"the dashboard did not start; see {Path(self.o['logs']) / 'dashboard.log'}")
-        shown = local if address in ("127.0.0.1", "0.0.0.0") else f"http://{address}:{port}"
+        everywhere = "0.0.0.0"  # nosec B104 # only compared with: the dashboard listens on all interfaces
+        shown = local if address in ("127.0.0.1", everywhere) else f"http://{address}:{port}"
         _say("dashboard", f"{shown}  {login.how}")
 
     def problem(self) -> str | None:
@@ -242,9 +243,9 @@ class Demo:
         for handle in self._logs:
             handle.close()
         if self.consumer is not None and self.stream is not None:
-            summary = self.consumer.summary
+            summary, where = self.consumer.summary, safe_database_url(self.settings.database_url)
             _say("stopped", f"sent {self.stream.sent}, scored {summary.messages}, stored {summary.inserted}, "
-                            f"dead-lettered {summary.dead_lettered}; data kept in {self.settings.database_url}")
+                            f"dead-lettered {summary.dead_lettered}; data kept in {where}")
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -170,7 +170,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], stop: threading.Eve
     deadline = time.monotonic() + timeout_s
     while process.poll() is None and time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # nosec B310 # http://
                 if response.status == 200:
                     return True
         except OSError:

@@ -33,7 +33,7 @@ def decide(*, gold_candidate: float | None, gold_champion: float | None, gold_n:
     if not gold_ok:
         reasons.append("the gold set has no sentiment labels to compare on")
     else:
-        assert gold_candidate is not None and gold_champion is not None
+        assert gold_candidate is not None and gold_champion is not None  # nosec B101 # narrows: gold_ok said so
         gold_ok = gold_candidate >= gold_champion - tolerance - EPS
         reasons.append(f"gold macro-F1 {gold_candidate:.4f} vs champion {gold_champion:.4f} "
                        f"({gold_candidate - gold_champion:+.4f}; {'within' if gold_ok else 'beyond'} "
@@ -43,7 +43,7 @@ def decide(*, gold_candidate: float | None, gold_champion: float | None, gold_n:
         reasons.append("no gold labels among the new labels to compare on; label more "
                        "(FINPULSE_RETRAIN_GOLD_FRACTION of them become gold)")
     else:
-        assert new_candidate is not None and new_champion is not None
+        assert new_candidate is not None and new_champion is not None  # nosec B101 # narrows: new_ok said so
         new_ok = new_candidate >= new_champion + min_improvement - EPS
         reasons.append(f"new-labels macro-F1 {new_candidate:.4f} vs champion {new_champion:.4f} "
                        f"({new_candidate - new_champion:+.4f}; {'meets' if new_ok else 'misses'} "

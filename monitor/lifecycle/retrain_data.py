@@ -108,7 +108,7 @@ def replay_sample(engine: Engine, upto_id: int | None, size: int, seed: int, exc
     pool = [example for example in pool if normalize_text(example.text) not in banned]
     if len(pool) <= size:
         return pool
-    return random.Random(seed).sample(pool, size)
+    return random.Random(seed).sample(pool, size)  # nosec B311 # a seeded, reproducible replay sample, no secret
 
 
 def write_finpulse(path: Path, examples: list[Example]) -> Path:

@@ -52,8 +52,8 @@ class SequenceClassificationBackend:
 
     @classmethod
     def load(cls, model_dir: Path, device: torch.device) -> SequenceClassificationBackend:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False
+        model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615 # a local model folder, never the Hub
+            model_dir, use_safetensors=True, trust_remote_code=False, local_files_only=True
         )
         id2label = {int(k): str(v).lower() for k, v in model.config.id2label.items()}
         index: dict[int, int] = {}
@@ -158,7 +158,8 @@ def _load_engine(model_dir: Path, engine: str, torch_device: torch.device, preci
     manifest = read_manifest(model_dir)
     dtype = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
+            model_dir, trust_remote_code=False, local_files_only=True)
         backend: Backend
         if engine == "onnx":
             backend, served = load_onnx_multitask(model_dir, precision, threads=torch.get_num_threads())

@@ -80,7 +80,7 @@ class EmbeddedBroker:
                               "FINPULSE_BROKER_PORT to a free port")
         url = f"tcp://127.0.0.1:{self.port}"
         self._log_handle = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # nosec B603 # argv list, no shell: our packaged tansu binary, our port
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=self._log_handle or subprocess.DEVNULL, stderr=subprocess.STDOUT, **self.popen_options,
         )

@@ -66,7 +66,7 @@ class Backoff:
                                  f"{reason}); giving up after FINPULSE_OUTAGE_DEADLINE_S={self.deadline_s:g}. "
                                  "Nothing is lost: uncommitted messages are re-read on restart")
         ceiling = min(self.max_backoff_s, FIRST_BACKOFF_S * 2 ** min(self.attempts - 1, 16))
-        wait = min(random.uniform(ceiling / 2, ceiling), max(0.0, self.deadline_s - elapsed))
+        wait = min(random.uniform(ceiling / 2, ceiling), max(0.0, self.deadline_s - elapsed))  # nosec B311 # jitter
         log.warning("%s unavailable (%s); attempt %d, retrying in %.1f s (gives up after %.0f s more)",
                     self.what, reason, self.attempts, wait, self.deadline_s - elapsed)
         return wait
