@@ -74,11 +74,9 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int, max_att
                     col(Notification.id) == row.id, col(Notification.status) == row.status,
                     col(Notification.attempts) == row.attempts, previous,
                     col(Notification.next_attempt_at) <= now,
-                ).values(**({"status": "failed", "lease_token": None, "updated_at": now,  # nosec B105 # lease cleared
-                             "last_error": f"its sender died mid-send {row.attempts} times; not retried"}
-                            if given_up else
-                            {"status": "sending", "attempts": row.attempts + 1, "lease_token": token,
-                             "next_attempt_at": lease_until, "updated_at": now}))
+                ).values(_given_up(row.attempts, now) if given_up else
+                         {"status": "sending", "attempts": row.attempts + 1, "lease_token": token,
+                          "next_attempt_at": lease_until, "updated_at": now})
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1 and given_up:  # type: ignore[attr-defined]
@@ -87,6 +85,14 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int, max_att
                 claimed.append(Claim(row, token))
         session.expunge_all()
     return claimed
+
+
+def _given_up(attempts: int, now: datetime) -> dict[str, object]:
+    """The row's final state when its senders kept dying mid-send: failed, with no lease."""
+    values: dict[str, object] = {"status": "failed", "updated_at": now,
+                                 "last_error": f"its sender died mid-send {attempts} times; not retried"}
+    values["lease_token"] = None
+    return values
 
 
 def _held(claim: Claim) -> tuple[ColumnElement[bool], ...]:
