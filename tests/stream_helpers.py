@@ -138,3 +138,13 @@ def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.1) -
 
 def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """SIGTERM (the consumer finishes its batch and exits 0), then SIGKILL if it does not end in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from monitor.alerts.durations import parse_duration
+from monitor.cli.session import actor as actor_principal
+from monitor.cli.session import cli_session
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
 
-    from monitor.core.accounts import Principal
     from schemas.alerts import AlertRule
 
 log = logging.getLogger(__name__)
@@ -40,26 +38,6 @@ Severity = Annotated[str | None, typer.Option(help="info, warning or critical.")
 Channels = Annotated[list[str] | None, typer.Option("--channel", help="Notification channel name (repeatable).")]
 Description = Annotated[str | None, typer.Option(help="Free text shown with the rule.")]
 Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit trail (default: the OS user).")]
-
-
-def _by(actor: str | None) -> Principal:
-    from monitor.core.audit import cli_principal  # lazy: startup
-
-    return cli_principal(actor)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from monitor.core import db  # lazy: startup
-    from monitor.core.settings import get_settings  # lazy: startup
-
-    engine = db.make_engine(get_settings().database_url)
-    try:
-        db.require_migrated(engine)
-        with db.session_scope(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _changes(entity: str | None, metric: str | None, op: str | None, threshold: float | None,
@@ -98,8 +76,8 @@ def add(
             **_changes(entity, metric, op, threshold, recovery, window, pending, repeat, severity, channel,
                        description)}
     rule_in = validate_rule(data)
-    with _session() as session:
-        rule = add_rule(session, rule_in, by=_by(actor))
+    with cli_session() as session:
+        rule = add_rule(session, rule_in, by=actor_principal(actor))
         typer.echo(f"added {describe(rule)}")
         _warn_unconfigured(rule)
 
@@ -122,7 +100,7 @@ def list_(
     """List the rules."""
     from monitor.alerts.rules import list_rules  # lazy: startup
 
-    with _session() as session:
+    with cli_session() as session:
         rules = list_rules(session)
         for rule in rules:
             typer.echo(rule.model_dump_json(exclude={"created_at", "updated_at"}) if as_json else describe(rule))
@@ -146,16 +124,16 @@ def update(
                        description)
     if rename is not None:
         changes["name"] = rename
-    with _session() as session:
-        rule = update_rule(session, name, changes, by=_by(actor))
+    with cli_session() as session:
+        rule = update_rule(session, name, changes, by=actor_principal(actor))
         typer.echo(f"updated {describe(rule)}")
 
 
 def _set_enabled(name: str, enabled: bool, actor: str | None) -> None:
     from monitor.alerts.rules import update_rule  # lazy: startup
 
-    with _session() as session:
-        rule = update_rule(session, name, {"enabled": enabled}, by=_by(actor))
+    with cli_session() as session:
+        rule = update_rule(session, name, {"enabled": enabled}, by=actor_principal(actor))
         typer.echo(f"{'enabled' if enabled else 'disabled'} {rule.name}")
 
 
@@ -176,8 +154,8 @@ def delete(name: Annotated[str, typer.Argument(help="Rule name or id.")], actor:
     """Delete a rule (its past alerts are kept)."""
     from monitor.alerts.rules import delete_rule  # lazy: startup
 
-    with _session() as session:
-        typer.echo(f"deleted {delete_rule(session, name, by=_by(actor)).name}")
+    with cli_session() as session:
+        typer.echo(f"deleted {delete_rule(session, name, by=actor_principal(actor)).name}")
 
 
 @alerts_app.command("silence")
@@ -193,8 +171,8 @@ def silence(
     from schemas.types import utcnow  # lazy: startup
 
     until = utcnow() + timedelta(seconds=parse_duration(for_, "for"))
-    with _session() as session:
-        made = add_silence(session, until, rule=rule, entity=entity, reason=reason, by=_by(actor))
+    with cli_session() as session:
+        made = add_silence(session, until, rule=rule, entity=entity, reason=reason, by=actor_principal(actor))
         typer.echo(f"silence #{made.id} until {made.until.isoformat()}")
 
 
@@ -206,8 +184,8 @@ def ack(
     """Acknowledge an alert: reminders stop, the resolve notification still comes."""
     from monitor.alerts.rules import acknowledge  # lazy: startup
 
-    with _session() as session:
-        alert = acknowledge(session, alert_id, by=_by(actor))
+    with cli_session() as session:
+        alert = acknowledge(session, alert_id, by=actor_principal(actor))
         typer.echo(f"acknowledged alert #{alert.id} ({alert.rule_name} on {alert.entity})")
 
 
@@ -216,7 +194,7 @@ def history(limit: Annotated[int, typer.Option(min=1, help="Alerts to show.")] =
     """Recent alerts with their evidence headlines and notification deliveries."""
     from monitor.alerts.rules import recent_alerts  # lazy: startup
 
-    with _session() as session:
+    with cli_session() as session:
         alerts = recent_alerts(session, limit)
         if not alerts:
             typer.echo("no alerts yet")

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from sqlmodel import Session
+from monitor.cli.session import actor as actor_principal
+from monitor.cli.session import cli_session
 
-    from monitor.core.accounts import Principal
+if TYPE_CHECKING:
+
+    pass
 
 users_app = typer.Typer(help="Dashboard accounts: add, list, set-role, disable, enable, reset-password.",
                         no_args_is_help=True)
@@ -28,26 +28,6 @@ Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit trail (
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the password as one line from stdin instead of prompting.")]
 ROLE_HELP = "viewer (reads), analyst (also labels, acknowledges, silences) or admin (also rules, models, accounts)."
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from monitor.core import db  # lazy: startup
-    from monitor.core.settings import get_settings  # lazy: startup
-
-    engine = db.make_engine(get_settings().database_url)
-    try:
-        db.require_migrated(engine)
-        with db.session_scope(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def _by(actor: str | None) -> Principal:
-    from monitor.core.audit import cli_principal  # lazy: startup
-
-    return cli_principal(actor)
 
 
 def _password(from_stdin: bool) -> str:
@@ -63,8 +43,8 @@ def add(name: Name, role: Annotated[str, typer.Option(help=ROLE_HELP)], password
     from monitor.cli.user_admin import create  # lazy: startup
 
     password = _password(password_stdin)
-    with _session() as session:
-        account = create(session, name, role, password, by=_by(actor))
+    with cli_session() as session:
+        account = create(session, name, role, password, by=actor_principal(actor))
         typer.echo(f"added {account.name} ({account.role})")
 
 
@@ -73,7 +53,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON object 
     """List the accounts (never their password hashes)."""
     from monitor.cli.user_admin import accounts  # lazy: startup
 
-    with _session() as session:
+    with cli_session() as session:
         rows = accounts(session)
     if as_json:
         for a in rows:
@@ -93,8 +73,8 @@ def set_role_command(name: Name, role: Annotated[str, typer.Argument(help=ROLE_H
     """Change an account's role (the last enabled admin cannot be demoted)."""
     from monitor.cli.user_admin import set_role  # lazy: startup
 
-    with _session() as session:
-        account = set_role(session, name, role, by=_by(actor))
+    with cli_session() as session:
+        account = set_role(session, name, role, by=actor_principal(actor))
         typer.echo(f"{account.name} is now {account.role}")
 
 
@@ -103,8 +83,8 @@ def disable(name: Name, actor: Actor = None) -> None:
     """Disable an account: it can no longer log in (the last enabled admin cannot be disabled)."""
     from monitor.cli.user_admin import set_disabled  # lazy: startup
 
-    with _session() as session:
-        typer.echo(f"disabled {set_disabled(session, name, True, by=_by(actor)).name}")
+    with cli_session() as session:
+        typer.echo(f"disabled {set_disabled(session, name, True, by=actor_principal(actor)).name}")
 
 
 @users_app.command("enable")
@@ -112,8 +92,8 @@ def enable(name: Name, actor: Actor = None) -> None:
     """Enable a disabled account again."""
     from monitor.cli.user_admin import set_disabled  # lazy: startup
 
-    with _session() as session:
-        typer.echo(f"enabled {set_disabled(session, name, False, by=_by(actor)).name}")
+    with cli_session() as session:
+        typer.echo(f"enabled {set_disabled(session, name, False, by=actor_principal(actor)).name}")
 
 
 @users_app.command("reset-password")
@@ -122,5 +102,5 @@ def reset_password_command(name: Name, password_stdin: PasswordStdin = False, ac
     from monitor.cli.user_admin import reset_password  # lazy: startup
 
     password = _password(password_stdin)
-    with _session() as session:
-        typer.echo(f"password of {reset_password(session, name, password, by=_by(actor)).name} changed")
+    with cli_session() as session:
+        typer.echo(f"password of {reset_password(session, name, password, by=actor_principal(actor)).name} changed")

@@ -8,7 +8,6 @@ idempotency key, not the Kafka coordinates).
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.stream_helpers import (
     read_topic,
     row_counts,
     start_consume,
+    stop_process,
     wait_for,
 )
 
@@ -72,11 +72,7 @@ def test_consumer_survives_a_broker_restart(own_broker: EmbeddedBroker, sqlite_u
         dead = read_topic(own_broker.bootstrap, TOPICS[1], expected=10)
         assert process.poll() is None, log_tail(log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
     assert process.returncode == 0, log_tail(log_path)
     assert row_counts(sqlite_url) == (180, 180)
     # The malformed ones produced after the restart reached the new broker's dead-letter topic.

@@ -31,6 +31,7 @@ from tests.stream_helpers import (
     row_counts,
     settings_env,
     start_consume,
+    stop_process,
     wait_for,
 )
 
@@ -106,11 +107,7 @@ def test_consume_waits_for_a_database_that_is_down_at_start(broker: EmbeddedBrok
         publish(broker.bootstrap, topics[0], [(b"k", encode(news(i))) for i in range(20)])
         wait_for(lambda: row_counts(cluster.url)[0] >= 20, 90, "rows once the database is up")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
     text = log_path.read_text()
     assert process.returncode == 0, log_tail(log_path)
     assert "Traceback" not in text and "database back after" in text
