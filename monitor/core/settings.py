@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         4, ge=1, le=1024,
         description="Partitions per topic that `finpulse broker` and docker/compose.yaml's kafka-init create.",
     )
-    kafka_session_timeout_ms: int = Field(10_000, ge=1_000, description="Consumer group session timeout.")
+    kafka_session_timeout_ms: int = Field(6_000, ge=1_000, description=(
+        "Consumer group session timeout: how long a dead consumer holds its partitions. 6 s is the shortest that "
+        "Apache Kafka accepts by default (group.min.session.timeout.ms); heartbeats go every session/6."))
     kafka_max_poll_interval_ms: int = Field(
         300_000, ge=5_000, description="Longest gap between polls before the group evicts the consumer."
     )
