@@ -44,13 +44,13 @@ def test_sqlite_bench_prints_both_pragmas_the_ratio_and_the_host(tmp_path: Path)
 def test_takeover_bench_kills_restarts_and_prints_the_table_and_ratio(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "takeover.json"
     done = _bench(tmp_path, "takeover", "--model", str(tiny_model_dir), "--scenarios", "restart", "--arms",
-                  "dynamic,static", "--rate", "20", "--workdir", str(tmp_path / "work"), "--out", str(out),
+                  "dynamic,static", "--session-ms", "3000", "--rate", "20", "--workdir", str(tmp_path / "work"), "--out", str(out),
                   timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     text = done.stdout
     assert "back up  + rejoin  = first row  all partitions" in text and "usable cores, flags " in text
-    assert "restart   dynamic, session 10 s" in text and "restart   static, session 10 s" in text
-    assert "restart: (dynamic, session 10 s) / (static, session 10 s): first row " in text
+    assert "restart   dynamic, session 3 s" in text and "restart   static, session 3 s" in text
+    assert "restart: (dynamic, session 3 s) / (static, session 3 s): first row " in text
     for arm in json.loads(out.read_text())["results"]["restart"].values():
         (trial,) = arm["trials"]
         assert trial["partitions"] == [0, 1, 2, 3]
