@@ -44,8 +44,8 @@ def test_sqlite_bench_prints_both_pragmas_the_ratio_and_the_host(tmp_path: Path)
 def test_takeover_bench_kills_restarts_and_prints_the_table_and_ratio(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "takeover.json"
     done = _bench(tmp_path, "takeover", "--model", str(tiny_model_dir), "--scenarios", "restart", "--arms",
-                  "dynamic,static", "--session-ms", "3000", "--rate", "20", "--workdir", str(tmp_path / "work"), "--out", str(out),
-                  timeout=300)
+                  "dynamic,static", "--session-ms", "3000", "--rate", "20", "--workdir", str(tmp_path / "work"),
+                  "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     text = done.stdout
     assert "back up  + rejoin  = first row  all partitions" in text and "usable cores, flags " in text
