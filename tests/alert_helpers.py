@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -57,22 +58,32 @@ def make_keyword_classifier(path: Path, version: str = "keywords-0") -> Path:
 
 
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that records JSON posts; paths containing 'fail' answer 500."""
+    """An HTTP server on 127.0.0.1 that records JSON posts; paths containing 'fail' answer 500. With ``delay_s``,
+    each POST is answered only after that long (a slow endpoint), and concurrent posts and durations are counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.failed_posts = 0
+        self.durations: list[float] = []
+        self.in_flight = self.most_in_flight = 0
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # http.server's naming
+                started = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                time.sleep(delay_s)
+                with receiver.lock:
+                    receiver.in_flight -= 1
                     if "fail" in self.path:
                         receiver.failed_posts += 1
                     else:
                         receiver.received.append((self.path, json.loads(body)))
+                        receiver.durations.append(time.monotonic() - started)
                 self.send_response(500 if "fail" in self.path else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -87,7 +98,7 @@ class WebhookReceiver:
     def url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.port}/{path}"
 
-    def __enter__(self) -> WebhookReceiver:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

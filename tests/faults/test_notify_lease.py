@@ -8,13 +8,9 @@ outcome is refused by the fencing token.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -27,60 +23,21 @@ from monitor.core import db
 from monitor.core.settings import Settings, load_settings
 from schemas.alerts import Notification
 from schemas.types import utcnow
+from tests.alert_helpers import WebhookReceiver
 from tests.stream_helpers import wait_for
 
 LEASE_S = 1.0
 SECRET_BODY = "body-marker-7f3a"  # never in a log line
 
 
-class SlowEndpoint:
-    """An HTTP server on 127.0.0.1 that sleeps ``delay_s`` before answering each POST, and records them."""
-
-    def __init__(self, delay_s: float) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.durations: list[float] = []
-        self.in_flight = self.most_in_flight = 0
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server's naming
-                started = time.monotonic()
-                payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with endpoint.lock:
-                    endpoint.in_flight += 1
-                    endpoint.most_in_flight = max(endpoint.most_in_flight, endpoint.in_flight)
-                time.sleep(delay_s)
-                with endpoint.lock:
-                    endpoint.in_flight -= 1
-                    endpoint.posts.append(payload)
-                    endpoint.durations.append(time.monotonic() - started)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+class SlowEndpoint(WebhookReceiver):
+    """The test receiver, answering each POST only after ``delay_s`` (longer than the lease)."""
 
     def url(self, path: str) -> str:
-        return f"json://127.0.0.1:{self.port}/{path}?rto=30"  # rto: Apprise's read timeout, above the delay
+        return f"{super().url(path)}?rto=30"  # rto: Apprise's read timeout, above the delay
 
     def titles(self) -> Counter[str]:
-        with self.lock:
-            return Counter(str(post["title"]) for post in self.posts)
-
-    def __enter__(self) -> SlowEndpoint:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        return Counter(str(payload["title"]) for _, payload in self.posts())
 
 
 def settings_for(db_url: str) -> Settings:
