@@ -18,11 +18,19 @@ from sqlmodel import Field, SQLModel
 from schemas.signals import ENTITY_KEY_MAX, parse_entity_ref
 from schemas.types import UTCDateTime, utcnow
 
-Metric = Literal["mean_sentiment", "negative_share", "zscore", "volume_ratio", "ewma_score", "count"]
+Metric = Literal["volume_surprise", "sentiment_z", "sentiment_shrunk", "mean_sentiment", "negative_share", "count",
+                 "zscore", "volume_ratio", "ewma_score"]
 Comparator = Literal["<", "<=", ">", ">="]
 Severity = Literal["info", "warning", "critical"]
-METRICS: tuple[str, ...] = ("mean_sentiment", "negative_share", "zscore", "volume_ratio", "ewma_score", "count")
+# The first three judge a window against the entity's own history with its sample size in mind (README,
+# "Alert statistics"); the last three are per-bucket values kept for rules written before them.
+METRICS: tuple[str, ...] = ("volume_surprise", "sentiment_z", "sentiment_shrunk", "mean_sentiment", "negative_share",
+                            "count", "zscore", "volume_ratio", "ewma_score")
+LEGACY_METRICS = ("zscore", "volume_ratio", "ewma_score")
 METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "volume_surprise": (0.0, math.inf),
+    "sentiment_z": (-math.inf, math.inf),
+    "sentiment_shrunk": (-1.0, 1.0),
     "mean_sentiment": (-1.0, 1.0),
     "ewma_score": (-1.0, 1.0),
     "negative_share": (0.0, 1.0),
@@ -51,6 +59,12 @@ class AlertRuleIn(SQLModel):
     pending_s: int = Field(default=0, ge=0, le=MAX_WINDOW_S, description="Seconds the condition must hold.")
     repeat_interval_s: int = Field(
         default=14_400, ge=0, le=MAX_WINDOW_S, description="Reminder interval while firing; 0 = never."
+    )
+    min_stories: int = Field(
+        default=3, ge=1, le=100_000, description="Stories the window needs before the rule may fire (or stay firing)."
+    )
+    no_data_windows: int = Field(
+        default=2, ge=0, le=1000, description="Windows without enough stories before a firing alert resolves."
     )
     severity: Severity = "warning"
     channels: list[str] = Field(default_factory=list, max_length=20, description="Notification channel names.")
@@ -143,6 +157,8 @@ class AlertRule(SQLModel, table=True):
     window_s: int
     pending_s: int
     repeat_interval_s: int
+    min_stories: int = 3
+    no_data_windows: int = 2
     severity: str = Field(max_length=16)
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     enabled: bool = True
@@ -164,7 +180,22 @@ class AlertState(SQLModel, table=True):
     last_value: float | None = None
     last_evaluated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     alert_id: int | None = Field(default=None, description="The open alert while pending/firing.")
+    no_data_since: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                           description="Event time since which a firing window lacks stories.")
     version: int = 0
+
+
+class AlertClock(SQLModel, table=True):
+    """How far in event time the rules have been evaluated, and by whom: one row, taken over by the next
+    evaluator when the holder of the alert-evaluator lock dies."""
+
+    __tablename__ = "alert_clock"
+
+    name: str = Field(default="default", primary_key=True, max_length=50)
+    evaluated_through: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                               description="Newest evaluation step (event time).")
+    member: str | None = Field(default=None, max_length=200, description="host:pid of the last evaluator.")
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Alert(SQLModel, table=True):

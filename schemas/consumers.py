@@ -29,5 +29,8 @@ class ConsumerHeartbeat(SQLModel, table=True):
     status: str = Field(default="ok", max_length=32,
                         description="ok | database_retrying | broker_reconnecting | model_refused")
     detail: str | None = Field(default=None, max_length=500, description="Why it is degraded, one line.")
+    event_clock: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                         description="Newest published_at it committed (event time).")
+    caught_up: bool = Field(default=False, description="Its last poll found nothing new: its clock is the wall clock.")
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

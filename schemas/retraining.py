@@ -2,7 +2,7 @@
 
 ``job_run`` is what makes scheduled work run once: a scheduled run records its *slot* (the trigger's fire time, the
 same in every scheduler process) and ``(job, slot)`` is unique. ``job_lock`` is the lock on SQLite (PostgreSQL
-uses an advisory lock instead, see :mod:`monitor.lifecycle.job_lock`). ``apscheduler_jobs`` is APScheduler 3's own
+uses an advisory lock instead, see :mod:`monitor.core.db_lock`). ``apscheduler_jobs`` is APScheduler 3's own
 table, declared here so that Alembic creates it and never proposes to drop it.
 """
 

@@ -92,6 +92,7 @@ class EntitySignal(SQLModel, table=True):
     negative_count: int = Field(default=0, description="Stories whose sentiment is negative.")
     weight_sum: float = Field(default=0.0, description="Sum of confidences.")
     weighted_score_sum: float = Field(default=0.0, description="Sum of confidence * score.")
+    weighted_score_sq_sum: float = Field(default=0.0, description="Sum of confidence * score^2 (per-story spread).")
     mean_sentiment: float | None = Field(default=None, description="Confidence-weighted mean score.")
     negative_share: float | None = Field(default=None, description="negative_count / count.")
     zscore: float | None = Field(default=None, description="Mean score vs the baseline's bucket means, in stds.")

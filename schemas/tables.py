@@ -1,7 +1,7 @@
 """Imports every table module so ``SQLModel.metadata`` is complete (Alembic, tests, the dashboard)."""
 
 from schemas.accounts import Account, AuditEvent, LoginThrottle
-from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState, Notification
+from schemas.alerts import Alert, AlertClock, AlertRule, AlertSilence, AlertState, Notification
 from schemas.consumers import ConsumerHeartbeat
 from schemas.delivery import DeliveryAttempt
 from schemas.news import News
@@ -12,6 +12,7 @@ from schemas.signals import EntitySignal, NewsEntity
 __all__ = [
     "Account",
     "Alert",
+    "AlertClock",
     "AlertRule",
     "AlertSilence",
     "AlertState",

@@ -1,214 +1,253 @@
-"""Evaluates the alert rules after each committed batch: the thin persistence around :mod:`monitor.alerts.state`.
+"""Evaluates the alert rules at every step of event time: after each committed batch, and on a timer while quiet.
 
-Cheap by construction: per batch it reads the enabled rules, the states of the (rule, entity) pairs the batch
-touched plus those already pending or firing, and each pair's window of signal buckets (a few rows). It writes only
-on a transition. Alerts, their evidence and the outbox rows of their notifications are written in ONE transaction
-with the state, so a crash never loses or duplicates a notification.
-
-Two consumers may evaluate the same pair at once: every state write is conditional on the ``version`` it read, and
-a lost race rolls back and re-evaluates against the winner's state (which then has nothing left to announce).
-
-Time: windows are anchored at the stream's watermark (the newest ``published_at`` seen, capped at the wall clock),
-so a replayed stream alerts as it would have live; ``pending_s`` and ``repeat_interval_s`` run on the wall clock.
+* **One evaluator.** Every consumer runs one, but only the holder of the ``alert-evaluator`` database lock
+  evaluates; the others report their clocks (:mod:`monitor.alerts.clock`). Each range of steps is committed only
+  if ``alert_clock.evaluated_through`` still holds the value read (a fence), so even two evaluators that both
+  believe they hold the lock never judge a step twice or disagree about an alert's state.
+* **Cheap.** A range of steps (at most ``CHUNK`` of event time per transaction) reads the stories and buckets it
+  needs once (:mod:`monitor.alerts.history`); at each step only the (rule, entity) pairs with stories in the
+  rule's window, or with a pending or firing state, are judged. It writes only on a transition.
+* **Exactly once.** Alerts, their evidence, their notifications' outbox rows, the states and the clock are written
+  in ONE transaction, so a crash never loses or duplicates a notification.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from monitor.alerts.metrics import WindowMetrics, top_headlines, window_metrics
-from monitor.alerts.notify import DEFAULT_CHANNEL, Notifier, default_channel_configured
-from monitor.alerts.state import Event, RuleSpec, Snapshot, State, step
+from monitor.alerts import clock
+from monitor.alerts.history import EntityHistory, load_histories
+from monitor.alerts.metrics import WindowMetrics
+from monitor.alerts.notify import Notifier
+from monitor.alerts.record import close_alert, enqueue, open_alert
+from monitor.alerts.state import RuleSpec, Snapshot, State, step
 from monitor.core.db import session_scope
+from monitor.core.db_lock import DbLock, process_owner
 from monitor.core.settings import Settings
-from monitor.signals.buckets import row_observations
-from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState, Notification
+from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState
 from schemas.news import News
-from schemas.signals import entity_matches
+from schemas.signals import MARKET_KEY, entity_matches
 from schemas.types import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_RACES = 5
+CHUNK = timedelta(hours=6)  # event time judged per transaction while catching up
+LOCK_NAME = "alert-evaluator"
 
 
 class _LostRace(Exception):
-    """Another evaluator changed the state since we read it."""
+    """Another evaluator moved the clock or a state since we read it."""
 
 
 def rule_spec(rule: AlertRule) -> RuleSpec:
-    return RuleSpec(rule.comparator, rule.threshold, rule.recovery_threshold, rule.pending_s, rule.repeat_interval_s)
+    return RuleSpec(rule.comparator, rule.threshold, rule.recovery_threshold, rule.pending_s, rule.repeat_interval_s,
+                    no_data_s=rule.no_data_windows * rule.window_s)
 
 
-def silenced(silences: Iterable[AlertSilence], rule: AlertRule, entity: str, now: datetime) -> bool:
-    return any(s.until > now and s.rule_id in (None, rule.id) and (s.entity is None or entity_matches(s.entity, entity))
-               for s in silences)
+@dataclass
+class _Pair:
+    """One (rule, entity)'s state while a range of steps is judged."""
 
-
-def render(kind: Event, rule: AlertRule, alert: Alert, metrics: WindowMetrics) -> tuple[str, str]:
-    """Title and body of a notification. Plain text: every Apprise service can show it."""
-    value = metrics.value(rule.metric)
-    shown = "no data" if value is None else f"{value:.3f}"
-    title = (f"[{kind.upper()}] {rule.severity}: {rule.name} on {alert.entity}: {rule.metric} {shown} "
-             f"({rule.comparator} {rule.threshold:g})")
-    lines = [
-        f"rule {rule.name} (alert #{alert.id}, since {alert.started_at.isoformat()})",
-        f"window {metrics.start.isoformat()} .. {metrics.end.isoformat()}: {metrics.count} stories, "
-        f"mean sentiment {_fmt(metrics.mean_sentiment)}, negative share {_fmt(metrics.negative_share)}, "
-        f"z-score {_fmt(metrics.zscore)}, volume ratio {_fmt(metrics.volume_ratio)}, EWMA {_fmt(metrics.ewma_score)}",
-    ]
-    headlines = alert.evidence.get("headlines", []) if kind != "resolved" else []
-    lines += [f"  {h['score']:+.2f}  {h['headline']}  [{h['id']}]" for h in headlines]
-    return title[:500], "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    row: AlertState | None
+    snapshot: Snapshot
+    alert_id: int | None
+    value: float | None = None
+    changed: bool = False
 
 
 class AlertEvaluator:
-    """The sink's alert stage, run after each batch committed. ``close()`` stops its notifier thread."""
+    """The sink's alert stage. ``close()`` releases the lock and stops the notifier thread."""
 
-    def __init__(self, settings: Settings, engine: Engine, notifier: Notifier | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, notifier: Notifier | None = None,
+                 member: str | None = None) -> None:
         self.settings, self.engine, self.notifier = settings, engine, notifier
-        self.watermark: datetime | None = None
+        self.member = member or process_owner()
+        self.clock = clock.MemberClock()
+        self.lock = DbLock(engine, LOCK_NAME, ttl_s=max(30.0, 6 * settings.alert_eval_interval_s))
+        self._last_tick = 0.0
 
     def on_commit(self, rows: Sequence[News]) -> None:
-        """Evaluate the rules for the entities these newly stored rows touched (at most once per row)."""
-        if not rows:
+        """Called after each committed batch: advance this member's clock and evaluate what is due."""
+        self.clock.observe(rows)
+        if rows:
+            self.tick()
+
+    def polled(self, busy: bool) -> None:
+        """Called after each poll: one that found nothing, with nothing in hand, means this member has caught up.
+        Evaluates on the timer, so a quiet stream still resolves and reminds. A failure (the database is down)
+        only delays evaluation: the next tick resumes from the last step committed."""
+        self.clock.caught_up = not busy
+        if time.monotonic() - self._last_tick < self.settings.alert_eval_interval_s:
             return
-        touched = {obs.key for row in rows if row.duplicate_of is None for obs in row_observations(row)}
-        now = utcnow()
-        newest = max(row.published_at for row in rows)
-        self.watermark = min(now, max(newest, self.watermark or newest))
-        self.evaluate(touched, self.watermark, now)
+        try:
+            self.tick()
+        except SQLAlchemyError as error:
+            log.warning("alert evaluation failed (retried on the next tick): %s", str(error).splitlines()[0])
 
     def close(self) -> None:
+        self.lock.release()
         if self.notifier is not None:
             self.notifier.close()
 
-    def evaluate(self, touched: set[str], as_of: datetime, now: datetime) -> int:
-        """Run the rules for ``touched`` entities and open states; returns notifications queued."""
-        for attempt in range(1, MAX_RACES + 1):
-            try:
-                with session_scope(self.engine) as session:
-                    queued = self._evaluate(session, touched, as_of, now)
+    def tick(self, now: datetime | None = None) -> int:
+        """Evaluate every step the group clock allows, if this member holds the evaluator lock."""
+        self._last_tick = time.monotonic()
+        now = now or utcnow()
+        if not self.lock.try_acquire():
+            return 0
+        with session_scope(self.engine) as session:
+            group = clock.group_clock(session, self.settings, self.member, self.clock.reading(now), now)
+        if group is None:
+            return 0
+        return self.evaluate_until(group - timedelta(seconds=self.settings.alert_lateness_s), now)
+
+    def evaluate_until(self, target: datetime, now: datetime | None = None) -> int:
+        """Judge every step up to ``target`` (event time); returns notifications queued."""
+        queued = 0
+        while True:
+            for attempt in range(1, MAX_RACES + 1):
+                try:
+                    with session_scope(self.engine) as session:
+                        done, count = self._chunk(session, target, now or utcnow())
+                    break
+                except (_LostRace, IntegrityError, OperationalError) as error:
+                    # OperationalError: SQLite refuses a write on a snapshot another writer made stale.
+                    if attempt == MAX_RACES:
+                        raise
+                    log.debug("alert evaluation raced another evaluator (%s); retrying", type(error).__name__)
+            queued += count
+            if done:
                 break
-            except (_LostRace, IntegrityError, OperationalError) as error:
-                # OperationalError: SQLite refuses a write on a snapshot another writer made stale.
-                if attempt == MAX_RACES:
-                    raise
-                log.debug("alert evaluation raced another consumer (%s); retrying", type(error).__name__)
         if queued and self.notifier is not None:
             self.notifier.wake()
         return queued
 
-    def _targets(self, session: Session, rules: list[AlertRule], touched: set[str]) -> dict[tuple[int, str],
-                                                                                             AlertState | None]:
-        ids = [rule.id for rule in rules if rule.id is not None]
-        targets: dict[tuple[int, str], AlertState | None] = {}
-        for rule in rules:
-            for key in touched:
-                if rule.id is not None and entity_matches(rule.entity, key):
-                    targets[(rule.id, key)] = None
-        open_states = session.exec(select(AlertState).where(
-            col(AlertState.rule_id).in_(ids), col(AlertState.state).in_(("pending", "firing"))
-        )).all()
-        for state in open_states:
-            targets[(state.rule_id, state.entity)] = state
-        wanted = {entity for (_, entity), state in targets.items() if state is None}
-        if wanted:
-            for state in session.exec(select(AlertState).where(col(AlertState.rule_id).in_(ids),
-                                                               col(AlertState.entity).in_(sorted(wanted)))).all():
-                if (state.rule_id, state.entity) in targets:
-                    targets[(state.rule_id, state.entity)] = state
-        return targets
+    def _chunk(self, session: Session, target: datetime, now: datetime) -> tuple[bool, int]:
+        """Judge the next range of steps (at most CHUNK); (whether target is reached, notifications queued)."""
+        read = clock.evaluated_through(session)
+        through = read if read is not None else clock.first_through(session, self.settings, target)
+        steps = clock.steps_between(through, min(target, through + CHUNK), self.settings.alert_step_s)
+        if not steps:
+            return True, 0
+        queued = self._judge(session, steps, now)
+        if not clock.advance(session, read, steps[-1], self.member):
+            raise _LostRace("alert_clock")
+        return steps[-1] + timedelta(seconds=self.settings.alert_step_s) > target, queued
 
-    def _evaluate(self, session: Session, touched: set[str], as_of: datetime, now: datetime) -> int:
-        rules = {rule.id: rule for rule in session.exec(select(AlertRule).where(col(AlertRule.enabled))).all()}
+    def _judge(self, session: Session, steps: list[datetime], now: datetime) -> int:
+        rules = {rule.id: rule for rule in session.exec(select(AlertRule).where(col(AlertRule.enabled))).all()
+                 if rule.id is not None}
         if not rules:
             return 0
-        targets = self._targets(session, list(rules.values()), touched)
+        s = self.settings
+        pairs = _load_pairs(session, select(AlertState).where(col(AlertState.rule_id).in_(list(rules)),
+                                                              col(AlertState.state).in_(("pending", "firing"))))
+        max_window = max(rule.window_s for rule in rules.values())
+        histories = load_histories(session, steps[0], steps[-1], max_window, s.signal_bucket_s,
+                                   s.signal_baseline_days * 86_400, keys={entity for _, entity in pairs})
+        active = _active_pairs(histories, list(rules.values()), steps, s.alert_step_s)
+        wanted = sorted({entity for due in active.values() for _, entity in due} - {e for _, e in pairs})
+        for offset in range(0, len(wanted), 1000):
+            pairs.update({key: pair for key, pair in _load_pairs(session, select(AlertState).where(
+                col(AlertState.rule_id).in_(list(rules)), col(AlertState.entity).in_(wanted[offset:offset + 1000])
+            )).items() if key not in pairs})
         silences = session.exec(select(AlertSilence).where(col(AlertSilence.until) > now)).all()
+        market = histories.get(MARKET_KEY)
         queued = 0
-        for (rule_id, entity), state in sorted(targets.items()):
-            rule = rules[rule_id]
-            metrics = window_metrics(session, entity, as_of, rule.window_s, self.settings.signal_bucket_s,
-                                     rule.comparator)
-            before = Snapshot(_state(state), state.since, state.last_notified_at) if state else Snapshot()
-            after, event = step(rule_spec(rule), before, metrics.value(rule.metric), now)
-            if after == before and event is None:
-                continue
-            alert_id = state.alert_id if state else None
-            if event is not None:
-                alert = self._record_event(session, event, rule, entity, alert_id, metrics, now)
-                alert_id = None if event == "resolved" else alert.id
-                if not (event == "reminder" and alert.acked_at) and not silenced(silences, rule, entity, now):
-                    queued += self._enqueue(session, event, rule, alert, metrics)
-            self._save_state(session, rule_id, entity, state, after, alert_id, metrics.value(rule.metric), now)
+        for index, at in enumerate(steps):
+            due = set(active.get(index, ())) | {key for key, pair in pairs.items()
+                                                if pair.snapshot.state in ("pending", "firing")}
+            for rule_id, entity in sorted(due):
+                rule, history = rules[rule_id], histories.get(entity)
+                if history is None:
+                    history = histories[entity] = EntityHistory(entity, s.signal_bucket_s, 0.0)
+                    history.freeze()
+                metrics = history.metrics(at.timestamp(), rule.window_s, rule.comparator, market)
+                pair = pairs.get((rule_id, entity)) or _Pair(None, Snapshot(), None)
+                pairs[(rule_id, entity)] = pair
+                queued += self._step(session, rule, entity, pair, metrics, at, now, silences)
+        for (rule_id, entity), pair in pairs.items():
+            if pair.changed:
+                _save(session, rule_id, entity, pair, now)
         return queued
 
-    def _record_event(self, session: Session, event: Event, rule: AlertRule, entity: str, alert_id: int | None,
-                      metrics: WindowMetrics, now: datetime) -> Alert:
-        value = metrics.value(rule.metric)
-        if event == "firing" or alert_id is None:
-            evidence: dict[str, Any] = {
-                "metric": rule.metric, "value": value, "comparator": rule.comparator, "threshold": rule.threshold,
-                "recovery_threshold": rule.recovery_threshold, "window_s": rule.window_s, "window": metrics.to_json(),
-                "headlines": top_headlines(session, entity, rule.metric, rule.comparator, metrics.start, metrics.end),
-            }
-            alert = Alert(rule_id=rule.id or 0, rule_name=rule.name, entity=entity, metric=rule.metric,
-                          severity=rule.severity, started_at=now, value=value, threshold=rule.threshold,
-                          evidence=evidence)
-            session.add(alert)
-            session.flush()
-            log.info("alert #%s FIRING: rule %s on %s: %s = %s", alert.id, rule.name, entity, rule.metric, value)
-            return alert
-        alert = session.get_one(Alert, alert_id)
-        if event == "resolved":
-            alert.status, alert.resolved_at, alert.resolved_value = "resolved", now, value
-            alert.evidence = {**alert.evidence, "resolved_window": metrics.to_json()}
-            log.info("alert #%s RESOLVED: rule %s on %s: %s = %s", alert.id, rule.name, entity, rule.metric, value)
-        session.add(alert)
-        session.flush()
-        return alert
+    def _step(self, session: Session, rule: AlertRule, entity: str, pair: _Pair, metrics: WindowMetrics,
+              at: datetime, now: datetime, silences: Sequence[AlertSilence]) -> int:
+        value = metrics.value(rule.metric, rule.min_stories)
+        after, event = step(rule_spec(rule), pair.snapshot, value, at)
+        if after == pair.snapshot and event is None:
+            return 0
+        pair.snapshot, pair.value, pair.changed = after, value, True
+        if event is None:
+            return 0
+        if event == "firing" or pair.alert_id is None:
+            alert = open_alert(session, rule, entity, metrics, at)
+        else:
+            alert = session.get_one(Alert, pair.alert_id)
+            if event == "resolved":
+                close_alert(session, alert, rule, metrics, at)
+        pair.alert_id = None if event == "resolved" else alert.id
+        return enqueue(session, self.settings, event, rule, alert, metrics, at, now, silences)
 
-    def _enqueue(self, session: Session, event: Event, rule: AlertRule, alert: Alert, metrics: WindowMetrics) -> int:
-        channels = list(rule.channels)
-        if DEFAULT_CHANNEL not in channels and default_channel_configured(self.settings):
-            channels.append(DEFAULT_CHANNEL)
-        title, body = render(event, rule, alert, metrics)
-        for channel in channels:
-            session.add(Notification(alert_id=alert.id or 0, channel=channel, kind=event, title=title, body=body))
-        return len(channels)
 
-    def _save_state(self, session: Session, rule_id: int, entity: str, state: AlertState | None, after: Snapshot,
-                    alert_id: int | None, value: float | None, now: datetime) -> None:
-        values: dict[str, Any] = {
-            "state": after.state, "since": after.since, "last_notified_at": after.last_notified_at,
-            "alert_id": alert_id, "last_value": value, "last_evaluated_at": now,
-        }
-        if state is None:
-            session.add(AlertState(rule_id=rule_id, entity=entity, **values))
-            session.flush()  # a concurrent insert of the same pair raises IntegrityError -> retried
-            return
-        result = session.execute(
-            update(AlertState)
-            .where(col(AlertState.rule_id) == rule_id, col(AlertState.entity) == entity,
-                   col(AlertState.version) == state.version)
-            .values(version=state.version + 1, **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise _LostRace(f"{rule_id}/{entity}")
+def _load_pairs(session: Session, query: Any) -> dict[tuple[int, str], _Pair]:
+    return {(row.rule_id, row.entity): _Pair(row, Snapshot(_state(row), row.since, row.last_notified_at,
+                                                            row.no_data_since), row.alert_id, row.last_value)
+            for row in session.exec(query).all()}
+
+
+def _active_pairs(histories: dict[str, EntityHistory], rules: list[AlertRule], steps: list[datetime],
+                  step_s: int) -> dict[int, set[tuple[int, str]]]:
+    """Per step index, the (rule, entity) pairs with at least one story in the rule's window at that step: a
+    story at time t is in the windows of the steps in [t, t + window)."""
+    first = steps[0].timestamp()
+    active: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for key, history in histories.items():
+        matching = [rule for rule in rules if rule.id is not None and entity_matches(rule.entity, key)]
+        if not matching or not history.times:
+            continue
+        for rule in matching:
+            pair = (rule.id or 0, key)
+            for moment in history.times:
+                lo = max(0, -int((first - moment) // step_s))  # ceil((moment - first) / step)
+                hi = min(len(steps), -int((first - moment - rule.window_s) // step_s))
+                for index in range(lo, hi):
+                    active[index].add(pair)
+    return active
+
+
+def _save(session: Session, rule_id: int, entity: str, pair: _Pair, now: datetime) -> None:
+    snap = pair.snapshot
+    values: dict[str, Any] = {
+        "state": snap.state, "since": snap.since, "last_notified_at": snap.last_notified_at,
+        "no_data_since": snap.no_data_since, "alert_id": pair.alert_id, "last_value": pair.value,
+        "last_evaluated_at": now,
+    }
+    if pair.row is None:
+        session.add(AlertState(rule_id=rule_id, entity=entity, **values))
+        session.flush()  # a concurrent insert of the same pair raises IntegrityError -> retried
+        return
+    result = session.execute(
+        update(AlertState)
+        .where(col(AlertState.rule_id) == rule_id, col(AlertState.entity) == entity,
+               col(AlertState.version) == pair.row.version)
+        .values(version=pair.row.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise _LostRace(f"{rule_id}/{entity}")
 
 
 def _state(state: AlertState) -> State:

@@ -1,29 +1,29 @@
-"""What an alert rule looks at: its metric over a window of signal buckets, and the headlines behind it.
+"""What an alert rule looks at: the metrics of one window of stories, and the headlines behind it.
 
-A rule's window is the buckets of its entity that start in ``(as_of - window_s, as_of]``. ``count``,
-``mean_sentiment`` and ``negative_share`` aggregate the window's sums (so a 15-minute window over 5-minute buckets
-is one 15-minute bucket); ``zscore``, ``volume_ratio`` and ``ewma_score`` are already judged against a baseline per
-bucket, so the window takes its most extreme bucket in the rule's direction (the lowest for ``<``/``<=``, the
-highest for ``>``/``>=``): "any bucket in the window crossed". An empty window has ``count`` 0 and no other value.
+A rule's window is the sliding span ``(as_of - window_s, as_of]`` of event time: ``count``, ``mean_sentiment``,
+``negative_share``, ``volume_surprise``, ``sentiment_z`` and ``sentiment_shrunk`` are computed from the stories in
+it (and the entity's baseline before it, see :mod:`monitor.alerts.stats`), so the newest, partial bucket is never
+judged as if it were complete. The legacy ``zscore``, ``volume_ratio`` and ``ewma_score`` are stored per bucket;
+the window takes its most extreme bucket in the rule's direction. A window with fewer than the rule's
+``min_stories`` stories has no value ("no data").
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from schemas.news import News
-from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
+from schemas.signals import MARKET_KEY, NewsEntity
 
 log = logging.getLogger(__name__)
 
 EVIDENCE_HEADLINES = 5
-_PER_BUCKET = ("zscore", "volume_ratio", "ewma_score")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +35,21 @@ class WindowMetrics:
     duplicates: int
     mean_sentiment: float | None
     negative_share: float | None
-    zscore: float | None
-    volume_ratio: float | None
-    ewma_score: float | None
+    volume_surprise: float | None = None
+    expected_count: float | None = None
+    sentiment_z: float | None = None
+    sentiment_shrunk: float | None = None
+    baseline_mean: float | None = None
+    baseline_sd: float | None = None
+    zscore: float | None = None
+    volume_ratio: float | None = None
+    ewma_score: float | None = None
 
-    def value(self, metric: str) -> float | None:
-        value = getattr(self, metric)
+    def value(self, metric: str, min_stories: int = 1) -> float | None:
+        """The metric, or None ("no data") when the window holds fewer than ``min_stories`` stories."""
+        if self.count < min_stories:
+            return None
+        value = self.count if metric == "count" else getattr(self, metric)
         return None if value is None else float(value)
 
     def to_json(self) -> dict[str, Any]:
@@ -51,32 +60,6 @@ class WindowMetrics:
 
 def _lowest_first(comparator: str) -> bool:
     return comparator in ("<", "<=")
-
-
-def window_metrics(session: Session, entity: str, as_of: datetime, window_s: int, width_s: int,
-                   comparator: str) -> WindowMetrics:
-    start = as_of - timedelta(seconds=window_s)
-    rows = session.execute(
-        select(EntitySignal).where(
-            col(EntitySignal.entity) == entity, col(EntitySignal.bucket_s) == width_s,
-            col(EntitySignal.bucket_start) > start, col(EntitySignal.bucket_start) <= as_of,
-        )
-    ).scalars().all()
-    counted = [row for row in rows if row.count > 0]
-    count = sum(row.count for row in counted)
-    weight = sum(row.weight_sum for row in counted)
-    extreme: dict[str, float | None] = {}
-    pick = min if _lowest_first(comparator) else max
-    for name in _PER_BUCKET:
-        values = [float(getattr(row, name)) for row in counted if getattr(row, name) is not None]
-        extreme[name] = pick(values) if values else None
-    return WindowMetrics(
-        start=start, end=as_of, buckets=len(counted), count=count,
-        duplicates=sum(row.duplicates for row in rows),
-        mean_sentiment=sum(row.weighted_score_sum for row in counted) / weight if weight > 0 else None,
-        negative_share=sum(row.negative_count for row in counted) / count if count else None,
-        zscore=extreme["zscore"], volume_ratio=extreme["volume_ratio"], ewma_score=extreme["ewma_score"],
-    )
 
 
 def top_headlines(session: Session, entity: str, metric: str, comparator: str, start: datetime,
@@ -95,7 +78,7 @@ def top_headlines(session: Session, entity: str, metric: str, comparator: str, s
             NewsEntity, col(NewsEntity.news_id) == col(News.id)
         ).where(col(NewsEntity.entity) == entity, col(NewsEntity.published_at) > start,
                 col(NewsEntity.published_at) <= end)
-    if metric in ("count", "volume_ratio"):
+    if metric in ("count", "volume_ratio", "volume_surprise"):
         order = col(News.published_at).desc()
     elif metric == "negative_share" or _lowest_first(comparator):
         order = score.asc()

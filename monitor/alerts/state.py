@@ -8,7 +8,10 @@ returns the next state plus at most one notification event. The guarantees the t
 * a ``reminder`` is emitted while firing only once ``repeat_interval_s`` has passed since the last notification;
 * the condition must hold for ``pending_s`` before firing (pending resets as soon as it stops holding);
 * a firing alert resolves only when the value is back past the *recovery* threshold (hysteresis), or when the
-  window has no data left to judge.
+  window has had no data to judge (fewer stories than the rule's minimum) for ``no_data_s`` (the rule's
+  ``no_data_windows`` windows), so a sparse entity does not flap between firing and resolved.
+
+Time is the evaluator's event time (:mod:`monitor.alerts.clock`), for windows and durations alike.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class RuleSpec:
     recovery_threshold: float | None = None  # None: same as threshold (no hysteresis)
     pending_s: float = 0.0
     repeat_interval_s: float = 0.0  # 0: never remind
+    no_data_s: float = 0.0  # how long a firing alert may lack data before it resolves; 0: at once
 
     def breached(self, value: float) -> bool:
         return _COMPARE[self.comparator](value, self.threshold)
@@ -51,13 +55,21 @@ class Snapshot:
     state: State = "normal"
     since: datetime | None = None  # when the current state was entered
     last_notified_at: datetime | None = None  # last firing or reminder notification
+    no_data_since: datetime | None = None  # while firing: since when the window has lacked data
 
 
 def step(rule: RuleSpec, snapshot: Snapshot, value: float | None, now: datetime) -> tuple[Snapshot, Event | None]:
     """The next state and the notification to send (if any) for one evaluation."""
     if snapshot.state == "firing":
-        if value is None or rule.recovered(value):
+        if value is None:
+            gap_since = snapshot.no_data_since or now
+            if now - gap_since >= timedelta(seconds=rule.no_data_s):
+                return Snapshot("resolved", now, snapshot.last_notified_at), "resolved"
+            snapshot = replace(snapshot, no_data_since=gap_since)
+        elif rule.recovered(value):
             return Snapshot("resolved", now, snapshot.last_notified_at), "resolved"
+        else:
+            snapshot = replace(snapshot, no_data_since=None)
         last = snapshot.last_notified_at or snapshot.since or now
         if rule.repeat_interval_s > 0 and now - last >= timedelta(seconds=rule.repeat_interval_s):
             return replace(snapshot, last_notified_at=now), "reminder"

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
     signal_baseline_days: float = Field(7.0, gt=0, description="Trailing baseline for z-scores and volume ratios.")
     signal_ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest bucket in the EWMA score.")
     dedup_window_s: int = Field(86_400, ge=0, description="Near-duplicate stories within this window count once.")
+    alert_step_s: int = Field(60, ge=1, le=3600, description=(
+        "Rules are evaluated at every multiple of this many seconds of event time, live and on a backlog alike."))
+    alert_lateness_s: float = Field(30.0, ge=0, description=(
+        "How far behind the stream's newest story evaluation stays, so stories arriving up to this late still "
+        "count; later ones update the signals but not alerts already judged."))
+    alert_eval_interval_s: float = Field(5.0, gt=0, description=(
+        "How often a consumer evaluates the rules while no news arrives (resolves, reminders, no data)."))
+    alert_catchup_days: float = Field(31.0, gt=0, description=(
+        "On the first evaluation, how far back in event time to start (older stored news is not re-judged)."))
+    alert_notify_max_age_s: float = Field(3600.0, ge=0, description=(
+        "Alerts older than this in event time (a backlog being caught up) are recorded but not notified; 0 "
+        "notifies all."))
     notify_urls: list[SecretStr] = Field(
         default_factory=list, description="Apprise URLs every alert goes to (JSON list). Secrets: env or file only."
     )

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from monitor.core.db import session_scope
-from monitor.lifecycle.job_lock import process_owner
+from monitor.core.db_lock import process_owner
 from schemas.retraining import JobRun
 from schemas.types import utcnow
 

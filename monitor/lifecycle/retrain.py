@@ -33,12 +33,12 @@ from finetune.model_dir import check_multitask_dir
 from finetune.train import TrainResult, train
 from monitor.core import db
 from monitor.core.accounts import Principal
+from monitor.core.db_lock import DbLock
 from monitor.core.errors import FinpulseError, ModelLoadError
 from monitor.core.settings import Settings
 from monitor.lifecycle import job_runs, registry
 from monitor.lifecycle.drift import check_drift, store_reference
 from monitor.lifecycle.gate import decide
-from monitor.lifecycle.job_lock import DbLock
 from monitor.lifecycle.model_check import check_model
 from monitor.lifecycle.retrain_data import GOLD, TRAIN, assign_splits, load_labels, replay_sample, write_finpulse
 from monitor.lifecycle.retrain_eval import evaluate_served, load_served, reference_distribution

@@ -89,6 +89,7 @@ def _upsert_statement(session: Session, alpha: float) -> Any:
             "negative_count": old.negative_count + new.negative_count,
             "weight_sum": weight,
             "weighted_score_sum": old.weighted_score_sum + new.weighted_score_sum,
+            "weighted_score_sq_sum": old.weighted_score_sq_sum + new.weighted_score_sq_sum,
             "mean_sentiment": case((weight > 0, mean), else_=None),
             "negative_share": case((count > 0, (old.negative_count + new.negative_count) * 1.0 / count), else_=None),
             # NULL baseline parameters (cold start) give NULL, as zscore() and volume_ratio() give None.
@@ -109,7 +110,8 @@ def _row_values(key: str, start: datetime, width_s: int, inc: Increment, baselin
     return {
         "entity": key, "bucket_s": width_s, "bucket_start": start, "count": inc.count,
         "duplicates": inc.duplicates, "negative_count": inc.negative_count, "weight_sum": inc.weight_sum,
-        "weighted_score_sum": inc.weighted_score_sum, "mean_sentiment": mean,
+        "weighted_score_sum": inc.weighted_score_sum, "weighted_score_sq_sum": inc.weighted_score_sq_sum,
+        "mean_sentiment": mean,
         "negative_share": inc.negative_count / inc.count if inc.count else None,
         "zscore": zscore(mean, baseline), "volume_ratio": volume_ratio(inc.count, baseline),
         "ewma_score": ewma(mean, baseline.previous_ewma, alpha), "baseline_count": baseline.stories,

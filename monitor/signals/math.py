@@ -40,6 +40,7 @@ class Increment:
     negative_count: int = 0
     weight_sum: float = 0.0
     weighted_score_sum: float = 0.0
+    weighted_score_sq_sum: float = 0.0
 
     def add(self, observation: Observation, duplicate: bool) -> None:
         if duplicate:
@@ -49,6 +50,7 @@ class Increment:
         self.negative_count += int(observation.negative)
         self.weight_sum += observation.confidence
         self.weighted_score_sum += observation.confidence * observation.score
+        self.weighted_score_sq_sum += observation.confidence * observation.score * observation.score
 
 
 @dataclass(frozen=True, slots=True)

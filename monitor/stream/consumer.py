@@ -40,6 +40,7 @@ from kafka.errors import KafkaTimeoutError
 from sqlalchemy.engine import Engine
 
 from finetune.device import configure_threads
+from monitor.alerts.clock import MemberClock
 from monitor.alerts.evaluator import AlertEvaluator
 from monitor.alerts.notify import Notifier
 from monitor.core import db
@@ -107,6 +108,7 @@ class NewsConsumer:
         self._isolating = False
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finpulse-score")
         self._heap = HeapTrimmer()
+        self._alerts_clock = MemberClock()  # the evaluator's, once run() made it: reported in the heartbeat
 
     def close(self) -> None:
         if self._owns_engine:
@@ -150,7 +152,8 @@ class NewsConsumer:
         dead_letters = DeadLetterPublisher(self.settings)
         notifier = Notifier(self.engine, self.settings)
         notifier.resume()  # deliver what a previous run left in the outbox
-        alerts = AlertEvaluator(self.settings, self.engine, notifier)
+        alerts = AlertEvaluator(self.settings, self.engine, notifier, member=self.member)
+        self._alerts_clock = alerts.clock
         sink = NewsSink(self.engine, signals=SignalWriter(self.settings), alerts=alerts, observers=self.observers)
         processor = BatchProcessor(self.settings, self.scorers, dead_letters, sink)
         stats = ConsumerStats(self.settings.stats_interval_s)
@@ -163,8 +166,10 @@ class NewsConsumer:
             while not self._stop.is_set() and not self._limit_reached():
                 # The idle clock runs only while partitions are assigned: a group join (slow after a crashed
                 # member, whose session must time out first) is not idleness.
-                if self._collect(consumer) or not consumer.assignment():
+                got = self._collect(consumer)
+                if got or not consumer.assignment():
                     last_message = time.monotonic()
+                alerts.polled(got or bool(self._in_hand()))  # the timer: a quiet stream still resolves
                 if self._intake.ready(self._limit_reached()):
                     self._advance(consumer, processor, stats)
                 elif self._in_flight is not None and self._in_flight.predictions.done():
@@ -205,7 +210,8 @@ class NewsConsumer:
         lag = consumer_lag(consumer)
         rate = stats.report(lag)
         heartbeat.beat(lag=lag, messages_per_s=rate, partitions=[tp.partition for tp in consumer.assignment()],
-                       model_version=stats.model_version, status=self.health.status, detail=self.health.detail)
+                       model_version=stats.model_version, status=self.health.status, detail=self.health.detail,
+                       event_clock=self._alerts_clock.newest, caught_up=self._alerts_clock.caught_up)
 
     def _settle(self, committed: bool | None) -> None:
         """Health follows the owed commit: reconnecting while the broker refuses it, ok once it went through."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,13 +41,15 @@ class Heartbeat:
         self.started_at = utcnow()
 
     def beat(self, *, lag: int | None, messages_per_s: float, partitions: list[int],
-             model_version: str | None, status: str = "ok", detail: str | None = None) -> None:
+             model_version: str | None, status: str = "ok", detail: str | None = None,
+             event_clock: datetime | None = None, caught_up: bool = False) -> None:
         """``status``/``detail``: the consumer's health state (:class:`monitor.stream.health.HealthReporter`),
         shown on the Overview next to the lag."""
         row = ConsumerHeartbeat(member=self.member, group_id=self.group_id, topic=self.topic,
                                 partitions=sorted(partitions), lag=lag, messages_per_s=round(messages_per_s, 3),
                                 model_version=model_version, status=status[:STATUS_MAX_CHARS],
-                                detail=clean_detail(detail), started_at=self.started_at, updated_at=utcnow())
+                                detail=clean_detail(detail), event_clock=event_clock, caught_up=caught_up,
+                                started_at=self.started_at, updated_at=utcnow())
         try:
             with Session(self.engine) as session:
                 session.merge(row)  # one row per member: insert the first time, update after

@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from monitor.core import db
+from monitor.core.db_lock import DbLock
 from monitor.lifecycle import registry
-from monitor.lifecycle.job_lock import DbLock
 from monitor.lifecycle.retrain import LOCK_NAME, RetrainOutcome, retrain
 from monitor.lifecycle.scheduler import RETRAIN_JOB_ID, _ensure_job, build_scheduler, parse_spec, slot_for
 from schemas.retraining import JobRun
@@ -29,7 +29,7 @@ from tests.stream_helpers import REPO, log_tail, wait_for
 HOLD_LOCK = """
 import sys, time
 from monitor.core import db
-from monitor.lifecycle.job_lock import DbLock
+from monitor.core.db_lock import DbLock
 lock = DbLock(db.make_engine(sys.argv[1]), "held-by-child", ttl_s=2.0)
 assert lock.try_acquire()
 print("held", flush=True)
@@ -58,7 +58,7 @@ def test_lock_excludes_waits_and_is_released(db_url: str, caplog: pytest.LogCapt
     engine = db.make_engine(db_url)
     first, second = DbLock(engine, "job"), DbLock(engine, "job")
     assert first.try_acquire() and not second.try_acquire()
-    with caplog.at_level(logging.INFO, logger="monitor.lifecycle.job_lock"):
+    with caplog.at_level(logging.INFO, logger="monitor.core.db_lock"):
         assert not second.acquire(wait=True, poll_s=0.05, timeout_s=0.3)
     assert f"waiting for the 'job' lock held by {first.owner}" in caplog.text
     other = DbLock(engine, "other")

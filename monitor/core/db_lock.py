@@ -1,4 +1,4 @@
-"""A lock across processes and machines, kept in the project database: only one retraining runs at a time.
+"""A lock across processes and machines, kept in the project database: one retraining at a time, one alert evaluator.
 
 * **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) on a connection held for the whole
   job. If the holder dies, PostgreSQL drops its connection and the lock with it; nothing can go stale.
