@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.alerts.explain import explain
+from monitor.alerts.metrics import WindowMetrics
 from monitor.core.db import make_engine, session_scope
 from monitor.core.settings import Settings
 from monitor.signals.buckets import record_batch
@@ -36,6 +38,7 @@ REFUSED_DETAIL = "champion v3 failed its test load: RuntimeError: size mismatch 
 RECONNECT_DETAIL = "NoBrokersAvailable: 127.0.0.1:9092 refused the connection (attempt 3)"
 STORY_SPACING_MIN = 4  # each company gets a story every 4 minutes...
 STEPS = 90  # ...for six hours
+FIRING_STORIES = 4  # stories in the window of the firing alert's evidence
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,25 @@ def _metrics(macro_f1: float, accuracy: float) -> dict[str, Any]:
                                    if macro_f1 <= 0.75 else "int8 within 0.005 of fp32 on every gated metric"}}}
 
 
-def _evidence(value: float, now: datetime) -> dict[str, Any]:
-    """Evidence shaped as ``monitor.alerts.evaluator`` writes it."""
-    return {"metric": "mean_sentiment", "value": value, "comparator": "<", "threshold": -0.3,
-            "recovery_threshold": None, "window_s": 900,
-            "window": {"start": (now - timedelta(minutes=35)).isoformat(), "end": (now - timedelta(minutes=20))
-                       .isoformat(), "count": 2, "mean_sentiment": value},
-            "headlines": [{"id": "n357", "headline": "Tesla recalls 358k cars over brake fault", "score": -0.9,
-                           "source": "wire", "published_at": (now - timedelta(minutes=24)).isoformat()}]}
+def _window(end: datetime, count: int, mean: float) -> WindowMetrics:
+    return WindowMetrics(start=end - timedelta(minutes=15), end=end, buckets=15, count=count, duplicates=0,
+                         mean_sentiment=mean, negative_share=1.0 if mean < 0 else 0.0, baseline_mean=0.12,
+                         baseline_sd=0.31)
+
+
+def _evidence(fired: WindowMetrics, resolved: WindowMetrics | None = None) -> dict[str, Any]:
+    """Evidence as ``monitor.alerts.record`` writes it (a mean_sentiment < -0.3 rule over 15 minutes), with the
+    real explanation of each window."""
+    out: dict[str, Any] = {
+        "metric": "mean_sentiment", "value": fired.mean_sentiment, "comparator": "<", "threshold": -0.3,
+        "recovery_threshold": None, "window_s": 900, "min_stories": 3, "window": fired.to_json(),
+        "explanation": explain("mean_sentiment", fired, 900),
+        "headlines": [{"id": "n357", "headline": "Tesla recalls 358k cars over brake fault", "score": -0.9,
+                       "source": "wire", "published_at": (fired.end - timedelta(minutes=4)).isoformat()}]}
+    if resolved is not None:
+        out |= {"resolved_window": resolved.to_json(), "resolved_explanation": explain("mean_sentiment", resolved,
+                                                                                        900)}
+    return out
 
 
 def seed(url: str, settings: Settings) -> Seeded:
@@ -147,25 +161,32 @@ def seed(url: str, settings: Settings) -> Seeded:
         rule = AlertRule(name="tsla-negative", entity="TICKER:TSLA", metric="mean_sentiment", comparator="<",
                          threshold=-0.3, window_s=900, pending_s=0, repeat_interval_s=3600, severity="critical",
                          channels=["ops"])
-        spike = AlertRule(name="volume-spike", entity="TICKER:*", metric="volume_ratio", comparator=">",
-                          threshold=3.0, window_s=900, pending_s=600, repeat_interval_s=3600, severity="warning")
+        spike = AlertRule(name="volume-spike", entity="TICKER:*", metric="volume_surprise", comparator=">",
+                          threshold=6.0, window_s=900, pending_s=600, repeat_interval_s=3600, min_stories=5,
+                          no_data_windows=3, severity="warning")
         session.add_all([rule, spike])
         session.flush()
         assert rule.id is not None and spike.id is not None
         firing = Alert(rule_id=rule.id, rule_name=rule.name, entity="TICKER:TSLA", metric="mean_sentiment",
                        severity="critical", status="firing", started_at=now - timedelta(minutes=20), value=-0.9,
-                       threshold=-0.3, evidence=_evidence(-0.9, now))
+                       threshold=-0.3, evidence=_evidence(_window(now - timedelta(minutes=20), FIRING_STORIES, -0.9)))
+        resolved_at = now - timedelta(hours=4, minutes=30)
         resolved = Alert(rule_id=rule.id, rule_name=rule.name, entity="TICKER:TSLA", metric="mean_sentiment",
                          severity="critical", status="resolved", started_at=now - timedelta(hours=5),
-                         resolved_at=now - timedelta(hours=4, minutes=30), value=-0.5, resolved_value=0.1,
-                         threshold=-0.3, evidence={"value": -0.5})
-        session.add_all([firing, resolved])
+                         resolved_at=resolved_at, value=-0.5, resolved_value=0.1, threshold=-0.3,
+                         evidence=_evidence(_window(now - timedelta(hours=5), 3, -0.5), _window(resolved_at, 4, 0.1)))
+        # Written before alerts carried an explanation: the page falls back to the bare condition.
+        legacy = Alert(rule_id=spike.id, rule_name=spike.name, entity="TICKER:AAPL", metric="volume_ratio",
+                       severity="warning", status="resolved", started_at=now - timedelta(hours=11),
+                       resolved_at=now - timedelta(hours=10), value=4.2, resolved_value=1.1, threshold=3.0,
+                       evidence={"value": 4.2})
+        session.add_all([firing, resolved, legacy])
         session.flush()
         session.add_all([
             AlertState(rule_id=rule.id, entity="TICKER:TSLA", state="firing", since=firing.started_at,
                        alert_id=firing.id, last_value=-0.9),
             AlertState(rule_id=spike.id, entity="TICKER:MSFT", state="pending", since=now - timedelta(minutes=3),
-                       last_value=3.4, last_evaluated_at=now - timedelta(seconds=20)),
+                       last_value=7.2, last_evaluated_at=now - timedelta(seconds=20)),
         ])
         # Three live consumers of the monitor's group (lag 42 + 8 + 5): one refused the champion, one reads another
         # topic than the settings name (as the demo's per-run topic) and is reconnecting to the broker; and one

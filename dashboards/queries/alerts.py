@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from monitor.alerts.evaluator import silenced
-from monitor.alerts.rules import RULE_FIELDS, list_rules
+from monitor.alerts.record import silenced
+from monitor.alerts.rules import RULE_FIELDS, list_rules, why_fired, why_resolved
 from schemas.alerts import Alert, AlertRule, AlertSilence, AlertState
 from schemas.types import utcnow
 
@@ -36,6 +36,8 @@ class AlertView:
     acked_at: datetime | None
     acked_by: str | None
     silenced: bool  # notifications for it are muted right now
+    explanation: str  # why it fired, in words
+    resolved_explanation: str | None  # why it resolved; None while firing
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class PendingView:
     severity: str
     since: datetime | None
     pending_s: int
+    min_stories: int
     last_value: float | None
     last_evaluated_at: datetime | None
 
@@ -83,7 +86,8 @@ def alerts(engine: Engine, status: str, hours: float, limit: int) -> list[AlertV
                       resolved_at=row.resolved_at, value=row.value, resolved_value=row.resolved_value,
                       threshold=row.threshold, evidence=dict(row.evidence), acked_at=row.acked_at,
                       acked_by=row.acked_by,
-                      silenced=row.rule_id in rules and silenced(silences, rules[row.rule_id], row.entity, now))
+                      silenced=row.rule_id in rules and silenced(silences, rules[row.rule_id], row.entity, now),
+                      explanation=why_fired(row), resolved_explanation=why_resolved(row))
             for row in rows
         ]
 
@@ -98,7 +102,8 @@ def pending(engine: Engine, limit: int) -> list[PendingView]:
         return [
             PendingView(rule_id=rule.id or 0, rule_name=rule.name, entity=state.entity, metric=rule.metric,
                         comparator=rule.comparator, threshold=rule.threshold, severity=rule.severity,
-                        since=state.since, pending_s=rule.pending_s, last_value=state.last_value,
+                        since=state.since, pending_s=rule.pending_s, min_stories=rule.min_stories,
+                        last_value=state.last_value,
                         last_evaluated_at=state.last_evaluated_at)
             for state, rule in rows
         ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboards import actions, auth, rule_editor, state
 from dashboards.actions import SILENCE_SCOPES
@@ -64,6 +65,15 @@ def acknowledge_button(alert: alert_queries.AlertView) -> None:
             st.rerun()
 
 
+def why(box: DeltaGenerator, alert: alert_queries.AlertView) -> None:
+    """Why it fired, in words, first thing under the title; and why it resolved, for a resolved one."""
+    if alert.resolved_explanation is None:
+        box.markdown(f"**{escape_markdown(alert.explanation)}**")
+        return
+    box.markdown(f"**Fired:** {escape_markdown(alert.explanation)}  \n"
+                 f"**Resolved:** {escape_markdown(alert.resolved_explanation)}")
+
+
 def alert_card(alert: alert_queries.AlertView) -> None:
     with st.container(border=True):
         head, buttons = st.columns([4, 1])
@@ -74,7 +84,9 @@ def alert_card(alert: alert_queries.AlertView) -> None:
             flags.append(":gray[silenced]")
         head.markdown(f"{SEVERITY_ICONS.get(alert.severity, '●')} **{escape_markdown(alert.rule_name)}** on "
                       f"**{escape_markdown(alert.entity)}** · {alert.severity} {' · '.join(flags)}")
+        why(head, alert)
         ended = f" · resolved {utc(alert.resolved_at)} at {signed(alert.resolved_value)}" if alert.resolved_at else ""
+        # Both times are the news's (event time), not when the evaluator ran.
         head.caption(f"#{alert.id} · started {utc(alert.started_at)} ({ago(alert.started_at)}) · {alert.metric} "
                      f"{signed(alert.value)} vs threshold {alert.threshold:+g}{ended}")
         with head:
@@ -95,8 +107,8 @@ def pending_list(items: list[alert_queries.PendingView]) -> None:
             st.markdown(f"{SEVERITY_ICONS.get(item.severity, '●')} **{escape_markdown(item.rule_name)}** on "
                         f"**{escape_markdown(item.entity)}** · pending since {utc(item.since)} ({ago(item.since)})")
             st.caption(f"{item.metric} {signed(item.last_value)} {item.comparator} {item.threshold:+g}; fires after "
-                       f"holding {duration_text(item.pending_s)} · last evaluated "
-                       f"{ago(item.last_evaluated_at)}")
+                       f"holding {duration_text(item.pending_s)} with at least {item.min_stories} stories per window"
+                       f" · last evaluated {ago(item.last_evaluated_at)}")
 
 
 def silences_list() -> None:

@@ -1,4 +1,5 @@
-"""Managing alert rules, silences and acknowledgements: the operations behind ``finpulse alerts`` and the dashboard.
+"""Managing alert rules, silences and acknowledgements: the operations behind ``finpulse alerts`` and the dashboard,
+and why an alert fired or resolved, in the words both show.
 
 Every function takes the caller's session (the caller commits) and raises :class:`ConfigError` with one line
 for anything a user can get wrong. Every write takes the acting :class:`~monitor.core.accounts.Principal` as
@@ -169,3 +170,30 @@ def recent_alerts(session: Session, limit: int = 20) -> list[tuple[Alert, list[N
                              .order_by(col(Notification.id))).all():
         notes.setdefault(note.alert_id, []).append(note)
     return [(alert, notes.get(alert.id or 0, [])) for alert in alerts]
+
+
+def why_fired(alert: Alert) -> str:
+    """The evaluator's sentence ("12 stories in 15m, 0.4 expected; p < 1e-6"); alerts written before it had
+    one get the bare condition."""
+    explanation = alert.evidence.get("explanation")
+    if isinstance(explanation, str) and explanation:
+        return explanation
+    comparator = alert.evidence.get("comparator") or "vs threshold"
+    value = "n/a" if alert.value is None else f"{alert.value:+.2f}"
+    return f"{alert.metric} {value} {comparator} {alert.threshold:+g}"
+
+
+def why_resolved(alert: Alert) -> str | None:
+    """Why a resolved alert ended: the evaluator's sentence on the last window, the reason it was closed by
+    hand (a rule changed, disabled or deleted), or, for older alerts, the value it resolved at."""
+    if alert.status != "resolved":
+        return None
+    explanation = alert.evidence.get("resolved_explanation")
+    if isinstance(explanation, str) and explanation:
+        return explanation
+    closed = alert.evidence.get("closed")
+    if closed:
+        return f"closed: {closed}"
+    if alert.resolved_value is None:
+        return f"no data for {alert.metric}"
+    return f"{alert.metric} back at {alert.resolved_value:+.2f}"

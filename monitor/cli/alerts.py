@@ -26,14 +26,23 @@ log = logging.getLogger(__name__)
 alerts_app = typer.Typer(help="Alert rules, silences, acknowledgements and alert history.", no_args_is_help=True)
 
 Entity = Annotated[str | None, typer.Option(help="'*' (market), a ticker (AAPL), TYPE:name or TYPE:*.")]
+# Kept in step with schemas.alerts.METRICS by a test; the schemas are not imported here (startup time).
 Metric = Annotated[str | None, typer.Option(
-    help="mean_sentiment, negative_share, zscore, volume_ratio, ewma_score or count.")]
+    help="volume_surprise (-log10 p of the window's number of stories for this entity: 6 = p < 1e-6), "
+         "sentiment_z (standard errors of the window's mean sentiment from the entity's normal), "
+         "sentiment_shrunk (the window's mean sentiment pulled toward the entity's normal when stories are few); "
+         "mean_sentiment, negative_share, count; legacy per-bucket zscore, volume_ratio, ewma_score.")]
 Op = Annotated[str | None, typer.Option("--op", help="<, <=, >, >= (or lt, le, gt, ge).")]
 Threshold = Annotated[float | None, typer.Option(help="Fires when METRIC OP THRESHOLD.")]
 Recovery = Annotated[float | None, typer.Option(help="Resolves only past this value (hysteresis).")]
 Window = Annotated[str | None, typer.Option(help="Span evaluated: 900, 15m, 1h.")]
 Pending = Annotated[str | None, typer.Option(help="How long the condition must hold before firing: 0, 5m.")]
 Repeat = Annotated[str | None, typer.Option(help="Reminder interval while firing (0 = never): 4h.")]
+MinStories = Annotated[int | None, typer.Option(
+    "--min-stories", help="Stories a window needs, else it is 'no data' and cannot fire (default 3).")]
+NoDataWindows = Annotated[int | None, typer.Option(
+    "--no-data-windows", help="Windows without enough stories before a firing alert resolves (default 2; 0 = at "
+                              "once).")]
 Severity = Annotated[str | None, typer.Option(help="info, warning or critical.")]
 Channels = Annotated[list[str] | None, typer.Option("--channel", help="Notification channel name (repeatable).")]
 Description = Annotated[str | None, typer.Option(help="Free text shown with the rule.")]
@@ -42,9 +51,11 @@ Actor = Annotated[str | None, typer.Option(help="Who acts, for the audit trail (
 
 def _changes(entity: str | None, metric: str | None, op: str | None, threshold: float | None,
              recovery: float | None, window: str | None, pending: str | None, repeat: str | None,
-             severity: str | None, channels: list[str] | None, description: str | None) -> dict[str, Any]:
+             min_stories: int | None, no_data_windows: int | None, severity: str | None,
+             channels: list[str] | None, description: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"entity": entity, "metric": metric, "comparator": op, "threshold": threshold,
-                           "recovery_threshold": recovery, "severity": severity, "channels": channels,
+                           "recovery_threshold": recovery, "min_stories": min_stories,
+                           "no_data_windows": no_data_windows, "severity": severity, "channels": channels,
                            "description": description}
     for field, text in (("window_s", window), ("pending_s", pending), ("repeat_interval_s", repeat)):
         out[field] = None if text is None else parse_duration(text, field)
@@ -56,6 +67,7 @@ def describe(rule: AlertRule) -> str:
     state = "enabled" if rule.enabled else "DISABLED"
     return (f"{rule.id:>4}  {rule.name}  [{state}, {rule.severity}]  {rule.entity}: {rule.metric} "
             f"{rule.comparator} {rule.threshold:g}{recovery} over {rule.window_s}s, pending {rule.pending_s}s, "
+            f"min {rule.min_stories} stories, resolves after {rule.no_data_windows} no-data windows, "
             f"repeat {rule.repeat_interval_s}s, channels {','.join(rule.channels) or '-'}")
 
 
@@ -64,17 +76,18 @@ def add(
     name: Annotated[str, typer.Argument(help="Unique rule name.")],
     entity: Entity = None, metric: Metric = None, op: Op = None, threshold: Threshold = None,
     recovery: Recovery = None, window: Window = None, pending: Pending = None, repeat: Repeat = None,
+    min_stories: MinStories = None, no_data_windows: NoDataWindows = None,
     severity: Severity = None, channel: Channels = None, description: Description = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Store it disabled.")] = False,
     actor: Actor = None,
 ) -> None:
-    """Add a rule, e.g. `finpulse alerts add aapl-neg --entity AAPL --metric mean_sentiment --op lt
-    --threshold -0.4 --recovery -0.2 --window 15m --channel ops`."""
+    """Add a rule, e.g. `finpulse alerts add aapl-neg --entity AAPL --metric sentiment_z --op lt
+    --threshold -3 --recovery -1 --window 15m --min-stories 5 --channel ops`."""
     from monitor.alerts.rules import add_rule, validate_rule  # lazy: startup
 
     data = {"name": name, "enabled": not disabled,
-            **_changes(entity, metric, op, threshold, recovery, window, pending, repeat, severity, channel,
-                       description)}
+            **_changes(entity, metric, op, threshold, recovery, window, pending, repeat, min_stories,
+                       no_data_windows, severity, channel, description)}
     rule_in = validate_rule(data)
     with cli_session() as session:
         rule = add_rule(session, rule_in, by=actor_principal(actor))
@@ -113,6 +126,7 @@ def update(
     name: Annotated[str, typer.Argument(help="Rule name or id.")],
     entity: Entity = None, metric: Metric = None, op: Op = None, threshold: Threshold = None,
     recovery: Recovery = None, window: Window = None, pending: Pending = None, repeat: Repeat = None,
+    min_stories: MinStories = None, no_data_windows: NoDataWindows = None,
     severity: Severity = None, channel: Channels = None, description: Description = None,
     rename: Annotated[str | None, typer.Option(help="New rule name.")] = None,
     actor: Actor = None,
@@ -120,8 +134,8 @@ def update(
     """Change some fields of a rule; the result is validated as a whole."""
     from monitor.alerts.rules import update_rule  # lazy: startup
 
-    changes = _changes(entity, metric, op, threshold, recovery, window, pending, repeat, severity, channel,
-                       description)
+    changes = _changes(entity, metric, op, threshold, recovery, window, pending, repeat, min_stories,
+                       no_data_windows, severity, channel, description)
     if rename is not None:
         changes["name"] = rename
     with cli_session() as session:
@@ -192,7 +206,7 @@ def ack(
 @alerts_app.command("history")
 def history(limit: Annotated[int, typer.Option(min=1, help="Alerts to show.")] = 20) -> None:
     """Recent alerts with their evidence headlines and notification deliveries."""
-    from monitor.alerts.rules import recent_alerts  # lazy: startup
+    from monitor.alerts.rules import recent_alerts, why_fired, why_resolved  # lazy: startup
 
     with cli_session() as session:
         alerts = recent_alerts(session, limit)
@@ -204,6 +218,10 @@ def history(limit: Annotated[int, typer.Option(min=1, help="Alerts to show.")] =
             typer.echo(f"#{alert.id} {alert.status} {alert.severity} {alert.rule_name} on {alert.entity}: "
                        f"{alert.metric}={_num(alert.value)} (threshold {alert.threshold:g}) "
                        f"{alert.started_at.isoformat()}{ended}{acked}")
+            typer.echo(f"    why: {why_fired(alert)}")
+            resolved = why_resolved(alert)
+            if resolved is not None:
+                typer.echo(f"    resolved: {resolved}")
             for headline in alert.evidence.get("headlines", [])[:3]:
                 typer.echo(f"    {headline['score']:+.2f} {headline['headline'][:100]}")
             for note in notes:

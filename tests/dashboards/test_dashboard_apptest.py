@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from dashboards.auth import hash_password, verify_password
+from dashboards.formatting import escape_markdown
 from monitor.core import db
 from monitor.core.errors import ConfigError
 from monitor.core.settings import load_settings
@@ -80,7 +81,15 @@ def test_alerts_page_lists_alerts_and_acknowledges_and_silences(env: Any, own: t
     shown = texts(at, "markdown")
     assert "tsla\\-negative" in shown and "volume\\-spike" in shown  # firing and pending
     assert any("Tesla recalls" in m.value for m in at.markdown)  # evidence headlines
-    assert [t.label for t in at.tabs] == ["Firing (1)", "Pending (1)", "Resolved, last 24 h (1)"]
+    assert [t.label for t in at.tabs] == ["Firing (1)", "Pending (1)", "Resolved, last 24 h (2)"]
+    # Why each alert fired (and resolved), in words: the evaluator's explanation, else the bare condition.
+    assert f"**{escape_markdown('4 stories in 15m averaging -0.90')}**" in shown
+    assert (f"**Fired:** {escape_markdown('3 stories in 15m averaging -0.50')}  \n"
+            f"**Resolved:** {escape_markdown('4 stories in 15m averaging +0.10')}") in shown
+    assert (f"**Fired:** {escape_markdown('volume_ratio +4.20 vs threshold +3')}  \n"
+            f"**Resolved:** {escape_markdown('volume_ratio back at +1.10')}") in shown
+    assert "volume_surprise +7.20 > +6; fires after holding 10m with at least 5 stories per window" in texts(
+        at, "caption")
     button(at, "Acknowledge").click().run()
     assert not at.exception
     field(at, "For").input("2h")
@@ -94,13 +103,21 @@ def test_alerts_page_lists_alerts_and_acknowledges_and_silences(env: Any, own: t
     # An analyst: the rule editor is not offered (the rules are still listed), and the page says why.
     assert "edit rules needs the admin role" in texts(at, "caption")
     assert not any(b.label == "Save rule" for b in at.button)
-    assert at.dataframe[0].value["name"].tolist() == ["tsla-negative", "volume-spike"]
+    table = at.dataframe[0].value
+    assert table["name"].tolist() == ["tsla-negative", "volume-spike"]
+    assert table["min stories"].tolist() == [3, 5] and table["no-data windows"].tolist() == [2, 3]
 
 
 def test_rule_editor_rejects_a_bad_rule_and_saves_a_good_one(env: Any, own: tuple[str, Seeded]) -> None:
     url, _ = own
     env(url, auth="password")  # the bootstrap admin of FINPULSE_DASHBOARD_PASSWORD_HASH
     at = fresh_login("admin", PASSWORD, page="alerts")
+    metric = field(at, "Metric")
+    assert metric.options[:3] == ["volume_surprise", "sentiment_z", "sentiment_shrunk"]
+    for words in ("how unlikely this many stories are for this entity: 6 means p < 1e-6",
+                  "how many standard errors the window's mean sentiment is from the entity's normal",
+                  "pulled toward the entity's normal when there are few stories", "thresholds 0 to ∞"):
+        assert words in metric.help
     field(at, "Name").input("aapl negative!")
     field(at, "Entity").input("AAPL")
     field(at, "Threshold").input("-0.5")
@@ -111,17 +128,36 @@ def test_rule_editor_rejects_a_bad_rule_and_saves_a_good_one(env: Any, own: tupl
     field(at, "Threshold").input("1.5")
     button(at, "Save rule").click().run()
     assert "negative_share lies in [0, 1]" in at.error[0].value
-    field(at, "Metric").set_value("mean_sentiment")
-    field(at, "Threshold").input("-0.5")
+    field(at, "Metric").set_value("sentiment_z")
+    field(at, "Threshold").input("-3")
+    field(at, "Minimum stories").input("0")
+    button(at, "Save rule").click().run()
+    assert at.error[0].value.startswith("invalid alert rule: min_stories: Input should be greater than or equal to 1")
+    field(at, "Minimum stories").input("5")
+    field(at, "No-data windows before resolving").input("4")
     field(at, "Window").input("30m")
     field(at, "Channels").input("ops, Risk-Desk")
     button(at, "Save rule").click().run()
     assert not at.error and not at.exception
     with Session(db.make_engine(url)) as session:
         rule = session.exec(select(AlertRule).where(AlertRule.name == "aapl-negative")).one()
-    assert (rule.entity, rule.metric, rule.threshold, rule.window_s) == ("TICKER:AAPL", "mean_sentiment", -0.5, 1800)
+    assert (rule.entity, rule.metric, rule.threshold, rule.window_s) == ("TICKER:AAPL", "sentiment_z", -3, 1800)
+    assert (rule.min_stories, rule.no_data_windows) == (5, 4)
     assert rule.channels == ["ops", "risk-desk"]
-    assert any("aapl-negative" in str(row) for row in at.dataframe[0].value.to_dict("records"))
+    table = at.dataframe[0].value
+    row = table[table["name"] == "aapl-negative"].iloc[0]
+    assert (row["condition"], row["min stories"], row["no-data windows"]) == ("sentiment_z < -3", 5, 4)
+    # Read back into the editor: the form shows what was stored, and saving it unchanged changes nothing.
+    field(at, "Rule to edit").set_value("aapl-negative").run()
+    shown = {label: field(at, label).value for label in ("Metric", "Threshold", "Minimum stories",
+                                                          "No-data windows before resolving", "Window")}
+    assert shown == {"Metric": "sentiment_z", "Threshold": "-3", "Minimum stories": "5",
+                     "No-data windows before resolving": "4", "Window": "30m"}
+    button(at, "Save rule").click().run()
+    assert not at.error
+    with Session(db.make_engine(url)) as session:
+        again = session.exec(select(AlertRule).where(AlertRule.name == "aapl-negative")).one()
+    assert again.model_dump(exclude={"updated_at"}) == rule.model_dump(exclude={"updated_at"})
 
 
 def test_a_label_saved_in_the_labelling_page_lands_in_the_table(env: Any, own: tuple[str, Seeded]) -> None:
@@ -226,8 +262,15 @@ def test_queries_on_sqlite_and_postgresql(db_url: str) -> None:
         assert entity["baseline_std"].dropna().ge(0.05).all() and entity["baseline_mean"].notna().any()
         assert len(trends.entity_alerts(engine, "TICKER:TSLA", 6)) == 2
         assert trends.entity_headlines(engine, "TICKER:TSLA", 3)[0].headline.startswith("Tesla recalls")
-        assert [a.rule_name for a in alert_queries.alerts(engine, "firing", 24, 10)] == ["tsla-negative"]
-        assert [p.entity for p in alert_queries.pending(engine, 10)] == ["TICKER:MSFT"]
+        [firing] = alert_queries.alerts(engine, "firing", 24, 10)
+        assert (firing.rule_name, firing.explanation, firing.resolved_explanation) == (
+            "tsla-negative", "4 stories in 15m averaging -0.90", None)
+        resolved = alert_queries.alerts(engine, "resolved", 24, 10)
+        assert [(a.explanation, a.resolved_explanation) for a in resolved] == [
+            ("3 stories in 15m averaging -0.50", "4 stories in 15m averaging +0.10"),
+            ("volume_ratio +4.20 vs threshold +3", "volume_ratio back at +1.10"),  # written before explanations
+        ]
+        assert [(p.entity, p.min_stories) for p in alert_queries.pending(engine, 10)] == [("TICKER:MSFT", 5)]
         assert {r["name"] for r in alert_queries.rules(engine)} == {"tsla-negative", "volume-spike"}
         queue = training_queries.labelling_queue(engine, 7, 5, settings.body_max_chars)
         assert [item.confidence for item in queue] == sorted(item.confidence for item in queue)

@@ -1,6 +1,6 @@
 """The real dashboard (``finpulse dashboard``) in headless Chromium: log in with an account, see the overview's
-charts render, label a story as an analyst (the label row names the account), and find that a page's URL does not
-get round the login.
+charts render, read why an alert fired, label a story as an analyst (the label row names the account), and find that
+a page's URL does not get round the login.
 
 Uses Debian's Chromium (never a downloaded browser) through Playwright. The screenshot is kept under
 ``test-artifacts/`` for a human to look at.
@@ -121,6 +121,9 @@ def test_login_charts_and_an_analysts_label_in_chromium(dashboard: tuple[str, st
             page.get_by_text("Signed in as").wait_for()
             page.wait_for_timeout(1000)  # let the charts finish their first paint before the screenshot
             page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+            page.get_by_role("link", name="Alerts").click()
+            # Why the alert fired, rendered from escaped Markdown as the plain sentence the evaluator wrote.
+            page.get_by_text("4 stories in 15m averaging -0.90", exact=True).wait_for()
             page.get_by_role("link", name="Labelling").click()
             page.get_by_text("Labels are saved as").wait_for()
             page.get_by_role("button", name="Negative").click()
