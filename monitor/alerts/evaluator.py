@@ -158,7 +158,7 @@ class AlertEvaluator:
         histories = load_histories(session, steps[0], steps[-1], max_window, s.signal_bucket_s,
                                    s.signal_baseline_days * 86_400, keys={entity for _, entity in pairs})
         active = _active_pairs(histories, list(rules.values()), steps, s.alert_step_s)
-        wanted = sorted({entity for due in active.values() for _, entity in due} - {e for _, e in pairs})
+        wanted = sorted({key[1] for due in active.values() for key in due if key not in pairs})
         for offset in range(0, len(wanted), 1000):
             pairs.update({key: pair for key, pair in _load_pairs(session, select(AlertState).where(
                 col(AlertState.rule_id).in_(list(rules)), col(AlertState.entity).in_(wanted[offset:offset + 1000])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,11 +17,13 @@ log = logging.getLogger(__name__)
 STREAMING = "finpulse bench (streaming)"
 TAKEOVER = "finpulse bench takeover"
 SQLITE = "finpulse bench sqlite"
+ALERTS = "finpulse bench alerts"
 
 
 class Which(StrEnum):
     takeover = "takeover"
     sqlite = "sqlite"
+    alerts = "alerts"
 
 
 # Options of one benchmark only; --model, --rounds, --out, --workdir and --keep are shared.
@@ -30,6 +33,7 @@ ONLY = {
     Which.takeover: {"quick", "scenarios", "arms", "session_ms", "short_session_ms", "rate", "bootstrap",
                      "takeover_timeout_s"},
     Which.sqlite: {"batches", "batch_rows"},
+    Which.alerts: {"start", "days", "shocks", "burst", "burst_min", "alert_batch", "horizon_min", "seed", "data"},
 }
 
 
@@ -38,7 +42,9 @@ def bench(
     which: Annotated[Which | None, typer.Argument(help="Nothing: the streaming benchmark (model-only vs end-to-end vs "
                                                        "naive, latency, memory). takeover: kill -9 recovery by group "
                                                        "membership and session. sqlite: cost of "
-                                                       "PRAGMA synchronous=FULL vs NORMAL.", show_default=False)]
+                                                       "PRAGMA synchronous=FULL vs NORMAL. alerts: shock detection, "
+                                                       "time to fire and noise of the shipped alert rules.",
+                                                  show_default=False)]
     = None,
     messages: Annotated[int | None, typer.Option(min=2, help="Messages the end-to-end phase drains (default 2000; "
                                                             "100,000 with --soak).", rich_help_panel=STREAMING)] = None,
@@ -99,6 +105,23 @@ def bench(
                                                              rich_help_panel=TAKEOVER)] = None,
     batches: Annotated[int, typer.Option(min=1, help="Batches each arm writes.", rich_help_panel=SQLITE)] = 200,
     batch_rows: Annotated[int, typer.Option(min=1, help="Scored rows per batch.", rich_help_panel=SQLITE)] = 64,
+    start: Annotated[str, typer.Option(help="First day of the StockNet span (YYYY-MM-DD).",
+                                       rich_help_panel=ALERTS)] = "2014-01-01",
+    days: Annotated[float, typer.Option(min=8, help="Days of stream replayed (the first 7 are the baseline).",
+                                        rich_help_panel=ALERTS)] = 35.0,
+    shocks: Annotated[int, typer.Option(min=1, help="Injected shocks of each kind (negative, positive, volume).",
+                                        rich_help_panel=ALERTS)] = 8,
+    burst: Annotated[int, typer.Option(min=1, help="Stories per shock.", rich_help_panel=ALERTS)] = 8,
+    burst_min: Annotated[float, typer.Option(min=0, help="Minutes a shock's stories are spread over.",
+                                             rich_help_panel=ALERTS)] = 10.0,
+    alert_batch: Annotated[int, typer.Option(min=2, help="Batch size of the backlog replay.",
+                                             rich_help_panel=ALERTS)] = 64,
+    horizon_min: Annotated[float, typer.Option(min=1, help="A shock counts as detected when a rule fires on its "
+                                                           "ticker within this many minutes.",
+                                               rich_help_panel=ALERTS)] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the shock draw.", rich_help_panel=ALERTS)] = 7,
+    data: Annotated[Path | None, typer.Option(help="StockNet stream CSV (default ../shared/data/stocknet_stream).",
+                                              rich_help_panel=ALERTS)] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Logs and scratch databases (default var/bench/<name>-ID).")]
     = None,
@@ -128,6 +151,18 @@ def bench(
         report = run_sqlite(SqliteOptions(batches=batches, batch_rows=batch_rows, rounds=rounds or 5,
                                           workdir=workdir, keep=keep))
         typer.echo(_save(report, out, sqlite_table(report)))
+        return
+    if which is Which.alerts:
+        from monitor.bench.alerts import AlertBenchOptions, alert_table, run_alert_bench  # lazy: torch
+
+        try:
+            first = datetime.fromisoformat(start).replace(tzinfo=UTC)
+        except ValueError:
+            raise typer.BadParameter(f"--start: expected a date like 2014-01-01 (found {start!r})") from None
+        report = run_alert_bench(AlertBenchOptions(
+            model=model, start=first, days=days, shocks=shocks, burst=burst, burst_min=burst_min, batch=alert_batch,
+            horizon_min=horizon_min, seed=seed, workdir=workdir, data=data))
+        typer.echo(_save(report, out, alert_table(report)))
         return
     from monitor.bench.run import BenchOptions, run, write_report  # lazy: torch
 
