@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -20,6 +22,9 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from finetune.base_model import default_base_model_dir
+from monitor.stream.consumer import NewsConsumer
+from monitor.stream.stats import RunSummary
+from tests.stream_helpers import encode
 
 NEGATIVE_WORD, POSITIVE_WORD = "plunge", "surge"
 
@@ -63,6 +68,7 @@ class WebhookReceiver:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.received: list[tuple[str, dict[str, Any]]] = []
+        self.arrivals: list[datetime] = []  # when each of ``received`` arrived (wall clock)
         self.failed_posts = 0
         self.durations: list[float] = []
         self.in_flight = self.most_in_flight = 0
@@ -83,6 +89,7 @@ class WebhookReceiver:
                         receiver.failed_posts += 1
                     else:
                         receiver.received.append((self.path, json.loads(body)))
+                        receiver.arrivals.append(datetime.now(UTC))
                         receiver.durations.append(time.monotonic() - started)
                 self.send_response(500 if "fail" in self.path else 200)
                 self.send_header("Content-Length", "0")
@@ -110,3 +117,58 @@ class WebhookReceiver:
     def posts(self) -> list[tuple[str, dict[str, Any]]]:
         with self.lock:
             return list(self.received)
+
+    def timed_posts(self) -> list[tuple[datetime, str, dict[str, Any]]]:
+        """(arrival, path, payload) of each successful post, in arrival order."""
+        with self.lock:
+            return [(at, path, payload) for at, (path, payload) in zip(self.arrivals, self.received, strict=True)]
+
+
+def news_message(news_id: str, headline: str, ticker: str, published: datetime) -> tuple[bytes | None, bytes]:
+    """A (key, value) for the news topic: one story about ``ticker``."""
+    return ticker.encode(), encode({"id": news_id, "source": "wire", "published_at": published.isoformat(),
+                                    "headline": headline, "tickers": [ticker]})
+
+
+class ConsumerThread:
+    """A long-running :class:`NewsConsumer` (as ``finpulse consume`` runs it) on a thread, stopped when the block
+    ends; ``summary`` is its run's summary (re-raising what ended the run, if it failed)."""
+
+    def __init__(self, consumer: NewsConsumer) -> None:
+        self.consumer = consumer
+        self.summaries: list[RunSummary] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name="test-consumer", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.summaries.append(self.consumer.run())
+        except BaseException as error:  # noqa: BLE001 - re-raised by summary
+            self.errors.append(error)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.consumer.stop()
+        self.thread.join(60)
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+        """Wait for ``condition``; fail at once, with its error, if the consumer's run ended meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if not self.thread.is_alive():
+                raise AssertionError(f"the consumer stopped while waiting for {what}") from (
+                    self.errors[0] if self.errors else None)
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+    @property
+    def summary(self) -> RunSummary:
+        if self.errors:
+            raise self.errors[0]
+        assert self.summaries, "the consumer is still running"
+        return self.summaries[0]
