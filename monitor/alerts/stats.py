@@ -54,7 +54,7 @@ class BaselineSums:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    surprise: float | None  # -log10 P(at least this many stories | history); None without any history
+    surprise: float  # -log10 P(at least this many stories | history, or the prior alone)
     expected: float | None  # stories the history predicts for the window
     dispersion: float
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.bench.model import make_scorer
+from monitor.core.errors import DataError
 from monitor.core.settings import Settings
 from monitor.stream.batch import news_row
 from monitor.stream.news_file import ColumnMap, merge_same_instant, read_news
@@ -95,8 +96,11 @@ def draw_shocks(stream: list[NewsIn], kinds: dict[str, int], seed: int, burst: i
     tickers = sorted(t for t, n in counts.items() if n >= 10)
     first = stream[0].published_at + timedelta(days=baseline_days)
     span_s = (stream[-1].published_at - first).total_seconds() - burst_s
-    total = sum(kinds.values())
-    slots = sorted(rng.sample(range(int(span_s // 21_600)), total))  # 6-hour slots: shocks never overlap
+    total, free = sum(kinds.values()), max(0, int(span_s // 21_600))
+    if total > free:
+        raise DataError(f"{total} shocks need {total} six-hour slots after the {baseline_days:g}-day baseline; the "
+                        f"span has {free}: replay more --days or inject fewer --shocks")
+    slots = sorted(rng.sample(range(free), total))  # 6-hour slots: shocks never overlap
     order = [kind for kind, n in kinds.items() for _ in range(n)]
     rng.shuffle(order)
     return [Shock(kind, rng.choice(tickers), first + timedelta(seconds=slot * 21_600 + rng.uniform(0, 18_000)))

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from finetune.device import cpu_flags
 from monitor.alerts.defaults import PREVIOUS_DEMO_RULES, RECOMMENDED_RULES
 from monitor.alerts.evaluator import AlertEvaluator
 from monitor.alerts.rules import add_rule
@@ -167,9 +168,10 @@ def run_alert_bench(options: AlertBenchOptions) -> dict[str, Any]:
     horizon = timedelta(minutes=options.horizon_min)
     workdir = Path(tempfile.mkdtemp(prefix="alerts-", dir=options.workdir)) if options.workdir else \
         Path(tempfile.mkdtemp(prefix="finpulse-bench-alerts-"))
+    stream_info = {"path": str(path), "start": options.start.isoformat(), "days": options.days,
+                   "stories": len(stream)}
     report: dict[str, Any] = {
-        "cpu": cpu_model(), "model": str(model_dir), "stream": {"path": str(path), "start": options.start.isoformat(),
-                                                               "days": options.days, "stories": len(stream)},
+        "cpu": cpu_model(), "cpu_flags": cpu_flags(), "model": str(model_dir), "stream": stream_info,
         "shocks": [s.to_json() for s in shocks], "burst": {"stories": options.burst, "minutes": options.burst_min},
         "seed": options.seed, "bucket_s": settings.signal_bucket_s, "runs": {},
     }
@@ -191,7 +193,7 @@ def alert_table(report: dict[str, Any]) -> str:
     lines = [f"finpulse bench alerts  ({report['stream']['stories']} StockNet stories from "
              f"{report['stream']['start'][:10]}, {report['stream']['days']:g} days; {len(report['shocks'])} shocks "
              f"of {report['burst']['stories']} stories in {report['burst']['minutes']:g} min; seed {report['seed']})",
-             f"cpu: {report['cpu']}", "",
+             f"cpu: {report['cpu']} ({' '.join(report['cpu_flags'])}); model {report['model']}", "",
              f"{'rules':<12} {'live detected':>14} {'backlog detected':>17} {'median / p90 to fire':>22} "
              f"{'noise /100 ent/day':>19}"]
     for name in SETS:

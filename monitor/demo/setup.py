@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from finetune.args import TrainArgs
 from finetune.device import training_precision
+from monitor.alerts.defaults import RECOMMENDED_RULES
 from monitor.alerts.rules import add_rule
 from monitor.core import db
 from monitor.core.audit import cli_principal
@@ -41,17 +42,11 @@ SAMPLE_FILES = (SAMPLE_DIR / "train.jsonl", SAMPLE_DIR / "validation.jsonl")
 # The shared, read-only StockNet tweet stream (never copied into the repository), relative to the repo root.
 STOCKNET = REPO_ROOT.parent / "shared" / "data" / "stocknet_stream" / "stocknet_tweets_stream.csv"
 
-DEMO_RULES = (
-    AlertRuleIn(name="demo-market-sentiment-drop", entity="*", metric="mean_sentiment", comparator="<",
-                threshold=-0.3, recovery_threshold=-0.2, window_s=1800, severity="warning",
-                description="Demo rule: the whole market's mean sentiment over 30 minutes falls below -0.3."),
-    # 8x, not 3x: in 35 minutes of the StockNet replay, 125 of the ~1,400 tickers seen crossed 3x (68 alerts
-    # firing at once), mostly rarely mentioned ones (2 stories against a baseline of 1 per half hour is 12x);
-    # 20 crossed 8x.
-    AlertRuleIn(name="demo-ticker-volume-spike", entity="TICKER:*", metric="volume_ratio", comparator=">",
-                threshold=8.0, window_s=900, severity="info",
-                description="Demo rule: a ticker's story count in a 5-minute bucket exceeds 8x its baseline rate."),
-)
+# The recommended rules (monitor.alerts.defaults), measured by `finpulse bench alerts`. The demo's rules before
+# them fired on single stories (a raw volume ratio over 8 on tickers mentioned twice); a demo database that still
+# has them gets them disabled, not deleted, so their alert history stays readable.
+DEMO_RULES = RECOMMENDED_RULES
+RETIRED_DEMO_RULES = ("demo-market-sentiment-drop", "demo-ticker-volume-spike")
 
 # Training recipe for the bundled 430 training headlines: measured to reach ~0.8 validation macro-F1 in about
 # 2-4 minutes on 2 CPU cores (frozen word embeddings halve the optimizer's work; the high learning rate makes
@@ -80,6 +75,12 @@ def seed_rules(engine: Engine) -> list[str]:
             if rule.name not in existing:
                 add_rule(session, rule, by=by)
                 added.append(rule.name)
+        for retired in session.exec(select(AlertRule).where(col(AlertRule.name).in_(RETIRED_DEMO_RULES),
+                                                            col(AlertRule.enabled))).all():
+            retired.enabled = False
+            session.add(retired)
+            log.info("disabled the retired demo rule %s (it fired on single stories); the recommended rules "
+                     "replace it", retired.name)
     return added
 
 

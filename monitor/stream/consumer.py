@@ -58,12 +58,10 @@ from monitor.stream.isolate import ScorerUnavailable
 from monitor.stream.memory import HeapTrimmer
 from monitor.stream.outage import OUTAGES, T, database_down, retry, wait_at_start
 from monitor.stream.sink import CommitObserver, NewsSink
-from monitor.stream.stats import ConsumerStats, RunSummary, consumer_lag
+from monitor.stream.stats import ConsumerStats, RunSummary, at_end, consumer_lag
 from schemas.prediction import Prediction
 
 log = logging.getLogger(__name__)
-
-
 
 @dataclass
 class InFlight:
@@ -169,7 +167,7 @@ class NewsConsumer:
                 got = self._collect(consumer)
                 if got or not consumer.assignment():
                     last_message = time.monotonic()
-                alerts.polled(got or bool(self._in_hand()))  # the timer: a quiet stream still resolves
+                alerts.polled(got or bool(self._in_hand()) or not at_end(consumer))  # the alert timer
                 if self._intake.ready(self._limit_reached()):
                     self._advance(consumer, processor, stats)
                 elif self._in_flight is not None and self._in_flight.predictions.done():

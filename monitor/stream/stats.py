@@ -30,6 +30,24 @@ class RunSummary:
                 f"inserted, {self.dead_lettered} dead-lettered; partitions handled: {parts}")
 
 
+def at_end(consumer: Any) -> bool:
+    """Whether every assigned partition has been read to the high watermark of its last fetch: the member has
+    caught up. False while it has no assignment or has not fetched yet (an empty poll during a group join or
+    before the first fetch says nothing about the backlog)."""
+    partitions = list(consumer.assignment())
+    if not partitions:
+        return False
+    try:
+        for tp in partitions:
+            end = consumer.highwater(tp)
+            if end is None or consumer.position(tp, timeout_ms=LAG_TIMEOUT_MS) < end:
+                return False
+    except KafkaError as error:
+        log.debug("position unavailable: %s", error)
+        return False
+    return True
+
+
 def consumer_lag(consumer: Any) -> int | None:
     """Sum over assigned partitions of end offset - position; None when unknown (no assignment yet, broker busy).
 
