@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from monitor.alerts.metrics import WindowMetrics
-from monitor.alerts.stats import BaselineSums, sentiment, volume
+from monitor.alerts.stats import MIN_EXPOSURE_WINDOWS, BaselineSums, sentiment, volume
 from schemas.alerts import LEGACY_METRICS
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
@@ -80,13 +80,15 @@ class EntityHistory:
         """Mentions in (start, end]."""
         return bisect.bisect_right(self.times, end) - bisect.bisect_right(self.times, start)
 
-    def baseline(self, window_start: float) -> BaselineSums:
+    def baseline(self, window_start: float, origin: float | None = None) -> BaselineSums:
         """Sums of the buckets in [a - baseline, a), a = the start of the bucket holding ``window_start``: whole
-        buckets that end before the window begins."""
+        buckets that end before the window begins. Their exposure runs from ``origin`` (when the system stored its
+        first story; default: this entity's first bucket), at most the baseline length."""
         a = window_start - window_start % self.width_s
         lo = bisect.bisect_left(self.starts, a - self.baseline_s)
         hi = bisect.bisect_left(self.starts, a)
-        first = max(a - self.baseline_s, self.first_seen if self.first_seen is not None else a)
+        since = origin if origin is not None else self.first_seen
+        first = min(a, max(a - self.baseline_s, since if since is not None else a))
         if hi <= lo:
             return BaselineSums(exposure_s=max(0.0, a - first))
         return BaselineSums(
@@ -104,7 +106,8 @@ class EntityHistory:
         count = hi - lo
         weight, weight_sq = self._w[hi] - self._w[lo], self._w2[hi] - self._w2[lo]
         score_sum = self._ws[hi] - self._ws[lo]
-        base = self.baseline(start)
+        origin = market.first_seen if market is not None and market.first_seen is not None else self.first_seen
+        base = self.baseline(start, origin)
         market_base = market.baseline(start) if market is not None and market is not self else None
         vol = volume(count, window_s, base, self.width_s)
         sent = sentiment(weight, weight_sq, score_sum, base, market_base)
@@ -114,7 +117,7 @@ class EntityHistory:
             count=count, duplicates=0,
             mean_sentiment=score_sum / weight if weight > 0 else None,
             negative_share=(self._neg[hi] - self._neg[lo]) / count if count else None,
-            volume_surprise=vol.surprise if base.exposure_s > 0 or count > 0 else None,
+            volume_surprise=vol.surprise if base.exposure_s >= MIN_EXPOSURE_WINDOWS * window_s else None,
             expected_count=vol.expected, sentiment_z=sent.z, sentiment_shrunk=sent.shrunk,
             baseline_mean=sent.baseline_mean, baseline_sd=sent.baseline_sd,
             zscore=legacy["zscore"], volume_ratio=legacy["volume_ratio"], ewma_score=legacy["ewma_score"],

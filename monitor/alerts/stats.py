@@ -16,10 +16,13 @@ from scipy.special import betainc
 
 log = logging.getLogger(__name__)
 
-# Gamma prior on an entity's story rate: RATE_PRIOR_STORIES stories in RATE_PRIOR_S seconds (half a story a day),
-# so an entity seen for the first time is expected to be rare, but not infinitely so.
+# Gamma prior on an entity's story rate: RATE_PRIOR_STORIES stories in RATE_PRIOR_S seconds. Weak on purpose:
+# the evidence that an entity is rare is the time the *system* has watched without seeing it (the baseline's
+# exposure counts from the first story stored, not from the entity's first), never a prior belief.
 RATE_PRIOR_STORIES = 0.5
-RATE_PRIOR_S = 86_400.0
+RATE_PRIOR_S = 3_600.0
+# Cold start: no volume verdict until the system has watched this many windows' worth of time.
+MIN_EXPOSURE_WINDOWS = 4
 # News arrives in clusters (one event, several stories). Without enough history to measure an entity's own
 # clustering, counts are judged as if every DEFAULT_DISPERSION stories were one independent event.
 DEFAULT_DISPERSION = 3.0

@@ -63,7 +63,7 @@ def test_pending_reminder_ack_silence_and_resolve(sqlite_url: str) -> None:
     db.upgrade(sqlite_url)
     settings, engine = _settings(), db.make_engine(sqlite_url)
     _rule(engine)
-    _store(engine, _bad("n", T0, 3) + [scored_news("good", T0, "fine news", 0.6, tickers=["MSFT"])], settings)
+    _store(engine, [*_bad("n", T0, 3), scored_news("good", T0, "fine news", 0.6, tickers=["MSFT"])], settings)
     evaluator = AlertEvaluator(settings, engine)
     wall = datetime(2030, 1, 1, tzinfo=UTC)
 

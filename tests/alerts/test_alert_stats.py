@@ -11,7 +11,16 @@ from itertools import pairwise
 import pytest
 from scipy import stats as scipy_stats
 
-from monitor.alerts.stats import BaselineSums, dispersion, p_value_text, sentiment, upper_tail, volume
+from monitor.alerts.stats import (
+    RATE_PRIOR_S,
+    RATE_PRIOR_STORIES,
+    BaselineSums,
+    dispersion,
+    p_value_text,
+    sentiment,
+    upper_tail,
+    volume,
+)
 
 HOUR, DAY = 3600.0, 86_400.0
 WIDTH_S = 900  # signal buckets of 15 minutes
@@ -76,7 +85,7 @@ def test_upper_tail_is_the_negative_binomial_survival_function(count: int, shape
 def test_a_poisson_like_history_gives_the_gamma_poisson_posterior_predictive() -> None:
     base = steady()
     assert dispersion(base, WIDTH_S) == 1.0  # one story per hour is less dispersed than Poisson: no discount
-    shape, rate_s = 0.5 + base.stories, DAY + base.exposure_s  # prior half a story a day, plus the history
+    shape, rate_s = RATE_PRIOR_STORIES + base.stories, RATE_PRIOR_S + base.exposure_s  # the prior, plus the history
     for count in (1, 2, 5, 12):
         tail = scipy_stats.nbinom.sf(count - 1, shape, rate_s / (rate_s + WINDOW_S))
         assert surprise(count, base) == pytest.approx(-math.log10(tail), rel=1e-9)

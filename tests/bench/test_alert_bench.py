@@ -1,5 +1,5 @@
-"""`finpulse bench alerts` on a four-and-a-half-day span of the StockNet stream (a two-day baseline), scored by the keyword
-model: it runs the live, backlog and clean replays through the real sink and evaluator and reports detection, time
+"""`finpulse bench alerts` on 4.5 days of the StockNet stream (a two-day baseline), scored by the keyword model: it
+runs the live, backlog and clean replays through the real sink and evaluator and reports detection, time
 to fire and noise for both rule sets. Skips without ../shared/data."""
 
 from __future__ import annotations
