@@ -5,6 +5,12 @@ trailing baselines of its entities from the signal table's own earlier buckets (
 with ONE dialect-aware ``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count, ...`` that also
 recomputes the derived columns from the new totals. The addition is atomic, so two consumers adding to the same
 bucket never lose an increment. The news table is never rescanned.
+
+Order independence: a batch that adds to a bucket older than its entity's newest (late data, or a stored story
+whose near-duplicate role changed) also rewrites the derived columns of the later buckets that change
+(:mod:`monitor.signals.recompute`), in the same pass: every signal row is written in (bucket start, entity) order,
+the one lock order of every writer, so two consumers never deadlock on them. So the stored signals depend only on
+which stories are stored, whatever their order and batches (up to float rounding).
 """
 
 from __future__ import annotations
@@ -13,15 +19,15 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Table, bindparam, case, cast, func, select
+from sqlalchemy import Float, Table, and_, bindparam, case, cast, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from monitor.core.settings import Settings
-from monitor.signals.dedup import mark_duplicates
+from monitor.signals.dedup import Dedup, mark_duplicates
 from monitor.signals.math import (
     Baseline,
     Increment,
@@ -33,6 +39,7 @@ from monitor.signals.math import (
     volume_ratio,
     zscore,
 )
+from monitor.signals.recompute import aware, stale_buckets
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
 from schemas.types import utcnow
@@ -79,6 +86,11 @@ def _upsert_statement(session: Session, alpha: float) -> Any:
     weight = old.weight_sum + new.weight_sum
     count = old.count + new.count
     mean = (old.weighted_score_sum + new.weighted_score_sum) / weight
+    counted = count > 0  # a bucket emptied by a role change keeps no float residue of the sums it lost
+
+    def sum_of(total: Any) -> Any:
+        return case((counted, total), else_=0.0)
+
     # CAST: PostgreSQL cannot infer the type of a parameter that may be NULL.
     mu, sigma, rate, previous = (cast(bindparam(name), Float) for name in ("b_mu", "b_sigma", "b_rate", "b_prev"))
     return stmt.on_conflict_do_update(
@@ -87,16 +99,17 @@ def _upsert_statement(session: Session, alpha: float) -> Any:
             "count": count,
             "duplicates": old.duplicates + new.duplicates,
             "negative_count": old.negative_count + new.negative_count,
-            "weight_sum": weight,
-            "weighted_score_sum": old.weighted_score_sum + new.weighted_score_sum,
-            "weighted_score_sq_sum": old.weighted_score_sq_sum + new.weighted_score_sq_sum,
-            "mean_sentiment": case((weight > 0, mean), else_=None),
-            "negative_share": case((count > 0, (old.negative_count + new.negative_count) * 1.0 / count), else_=None),
+            "weight_sum": sum_of(weight),
+            "weighted_score_sum": sum_of(old.weighted_score_sum + new.weighted_score_sum),
+            "weighted_score_sq_sum": sum_of(old.weighted_score_sq_sum + new.weighted_score_sq_sum),
+            "mean_sentiment": case((and_(counted, weight > 0), mean), else_=None),
+            "negative_share": case((counted, (old.negative_count + new.negative_count) * 1.0 / count), else_=None),
             # NULL baseline parameters (cold start) give NULL, as zscore() and volume_ratio() give None.
-            "zscore": case((weight > 0, (mean - mu) / sigma), else_=None),
-            "volume_ratio": case((count > 0, count * 1.0 / rate), else_=None),
+            "zscore": case((and_(counted, weight > 0), (mean - mu) / sigma), else_=None),
+            "volume_ratio": case((counted, count * 1.0 / rate), else_=None),
             "ewma_score": case(
-                (weight <= 0, previous), (previous.is_(None), mean), else_=alpha * mean + (1 - alpha) * previous
+                (or_(~counted, weight <= 0), previous), (previous.is_(None), mean),
+                else_=alpha * mean + (1 - alpha) * previous,
             ),
             "baseline_count": new.baseline_count,
             "updated_at": new.updated_at,
@@ -144,65 +157,85 @@ def _baselines(session: Session, keys: Sequence[str], start: datetime, width_s: 
     ):
         out[entity] = Baseline.from_sums(
             stories=int(stories or 0), buckets=int(buckets), mean_sum=float(mean_sum or 0),
-            mean_sq_sum=float(mean_sq_sum or 0), first_start=_aware(first),
+            mean_sq_sum=float(mean_sq_sum or 0), first_start=None if first is None else aware(first),
             previous_ewma=None if previous is None else float(previous), start=start, width_s=width_s,
             window=window,
         )
     return out
 
 
-def _aware(value: Any) -> datetime | None:
-    """A window function's MIN() comes back without the column's type (a string on SQLite)."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _write_buckets(session: Session, increments: dict[tuple[str, datetime], Increment], settings: Settings) -> None:
-    """Per touched bucket, oldest first: read its entities' baselines, then upsert; so a later bucket's
-    baseline includes an earlier bucket written by this same batch."""
+    """Per bucket start, oldest first: read the baselines of the entities the batch adds to, then upsert them
+    together with the later buckets whose baselines late data changed (their new baselines come from
+    :func:`stale_buckets`, their increment is zero); so a later bucket's baseline includes an earlier bucket
+    written, or rewritten, by this same batch."""
     width_s, alpha, now = settings.signal_bucket_s, settings.signal_ewma_alpha, utcnow()
     window = timedelta(days=settings.signal_baseline_days)
+    stale = stale_buckets(session, increments, settings)
     statement = _upsert_statement(session, alpha)
     by_start: dict[datetime, list[str]] = defaultdict(list)
-    for key, start in sorted(increments):
+    for key, start in sorted([*increments, *stale]):
         by_start[start].append(key)
     for start in sorted(by_start):
         keys = sorted(by_start[start])  # every writer takes the row locks in the same order: no deadlock
         for offset in range(0, len(keys), _CHUNK):
             chunk = keys[offset:offset + _CHUNK]
-            baselines = _baselines(session, chunk, start, width_s, window)
+            fresh = [key for key in chunk if (key, start) in increments]
+            baselines = _baselines(session, fresh, start, width_s, window) if fresh else {}
             session.execute(statement, [
-                _row_values(key, start, width_s, increments[(key, start)], baselines.get(key, Baseline()), alpha, now)
+                _row_values(key, start, width_s, increments.get((key, start)) or Increment(),
+                            stale.get((key, start)) or baselines.get(key, Baseline()), alpha, now)
                 for key in chunk
             ])
+
+
+def _count_flips(session: Session, dedup: Dedup, increments: dict[tuple[str, datetime], Increment],
+                 width_s: int) -> list[dict[str, Any]]:
+    """Move the stored stories whose role the batch changed between the sums and ``duplicates``; drop the
+    mentions of the demoted ones and return those of the promoted ones."""
+    demoted = sorted(flip.news_id for flip in dedup.flips if flip.to_duplicate)
+    for offset in range(0, len(demoted), _CHUNK):
+        session.execute(delete(MENTIONS).where(MENTIONS.c.news_id.in_(demoted[offset:offset + _CHUNK])))
+    mentions: list[dict[str, Any]] = []
+    for flip in dedup.flips:
+        start = bucket_start(flip.published_at, width_s)
+        for obs in flip.observations:
+            increments[(obs.key, start)].flip(obs, flip.to_duplicate)
+            if not flip.to_duplicate and obs.key != MARKET_KEY:
+                mentions.append(_mention(flip.news_id, flip.published_at, obs))
+    return mentions
+
+
+def _mention(news_id: str, published_at: datetime, obs: Observation) -> dict[str, Any]:
+    return {"news_id": news_id, "entity": obs.key, "published_at": published_at, "score": obs.score,
+            "confidence": obs.confidence, "negative": obs.negative}
 
 
 def record_batch(session: Session, rows: Sequence[News], settings: Settings) -> BatchSignals:
     """Dedup ``rows`` (newly inserted news) and add them to the signals, in the caller's transaction."""
     if not rows:
         return BatchSignals({}, {})
-    duplicates = mark_duplicates(session, rows, settings.dedup_window_s)
+    dedup = mark_duplicates(session, rows, settings.dedup_window_s)
     width_s = settings.signal_bucket_s
     increments: dict[tuple[str, datetime], Increment] = defaultdict(Increment)
-    mentions: list[dict[str, Any]] = []
+    mentions = _count_flips(session, dedup, increments, width_s)
     for row in rows:
         start = bucket_start(row.published_at, width_s)
-        duplicate = row.id in duplicates
+        duplicate = row.id in dedup.links
         for obs in row_observations(row):
             increments[(obs.key, start)].add(obs, duplicate)
             if not duplicate and obs.key != MARKET_KEY:
-                mentions.append({"news_id": row.id, "entity": obs.key, "published_at": row.published_at,
-                                 "score": obs.score, "confidence": obs.confidence, "negative": obs.negative})
+                mentions.append(_mention(row.id, row.published_at, obs))
     if mentions:
-        session.execute(_insert(session, MENTIONS).on_conflict_do_nothing(), mentions)
+        session.execute(_insert(session, MENTIONS).on_conflict_do_nothing(),
+                        sorted(mentions, key=lambda m: (m["news_id"], m["entity"])))
     _write_buckets(session, increments, settings)
     by_entity: dict[str, set[datetime]] = defaultdict(set)
     for key, start in increments:
         by_entity[key].add(start)
-    log.debug("signals: %d stories (%d duplicates) -> %d buckets", len(rows), len(duplicates), len(increments))
-    return BatchSignals(dict(by_entity), duplicates)
+    log.debug("signals: %d stories (%d duplicates, %d stored stories changed role) -> %d buckets", len(rows),
+              len(dedup.links), len(dedup.flips), len(increments))
+    return BatchSignals(dict(by_entity), dedup.links)
 
 
 class SignalWriter:

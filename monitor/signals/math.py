@@ -52,6 +52,17 @@ class Increment:
         self.weighted_score_sum += observation.confidence * observation.score
         self.weighted_score_sq_sum += observation.confidence * observation.score * observation.score
 
+    def flip(self, observation: Observation, to_duplicate: bool) -> None:
+        """Move a stored story between the counted sums and ``duplicates`` (an earlier copy arrived late, or the
+        copy it duplicated stopped being an original)."""
+        sign = -1 if to_duplicate else 1
+        self.duplicates -= sign
+        self.count += sign
+        self.negative_count += sign * int(observation.negative)
+        self.weight_sum += sign * observation.confidence
+        self.weighted_score_sum += sign * observation.confidence * observation.score
+        self.weighted_score_sq_sum += sign * observation.confidence * observation.score * observation.score
+
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
