@@ -16,7 +16,8 @@ def _stories(count: int) -> str:
 
 
 def _signed(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f}"
+    # round() then + 0.0: a mean of -0.001 reads "+0.00", never "-0.00", however its float sums were added up
+    return "n/a" if value is None else f"{round(value, 2) + 0.0:+.2f}"
 
 
 def explain(metric: str, m: WindowMetrics, window_s: int) -> str:

@@ -124,8 +124,9 @@ class EntityHistory:
         )
 
     def _legacy(self, start: float, at: float, comparator: str) -> dict[str, float | None]:
-        """The stored per-bucket values: the most extreme bucket in the rule's direction."""
-        lo, hi = bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, at)
+        """The stored per-bucket values: the most extreme bucket in the rule's direction, among the buckets that
+        start in the window and have ended by ``at`` (a bucket still open holds stories later than ``at``)."""
+        lo, hi = bisect.bisect_right(self.starts, start), bisect.bisect_right(self.starts, at - self.width_s)
         rows = [r for r in self.buckets[lo:hi] if r.stories > 0]
         pick = min if comparator in ("<", "<=") else max
         out: dict[str, float | None] = {}

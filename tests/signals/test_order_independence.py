@@ -37,10 +37,8 @@ from tests.signal_helpers import entity, scored_news
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 SPAN_S = 3 * 3600
 BUCKET_S, STEP_S, LATENESS_S = 60, 30, 300
-# A story may arrive at most this far (event time) behind the newest stored one. Less than the evaluator's lateness
-# by one bucket: the legacy metrics (zscore, volume_ratio) read whole buckets, and the bucket that starts at a step
-# holds stories published up to one bucket after it.
-MAX_DISORDER_S = LATENESS_S - BUCKET_S
+# A story may arrive at most this far (event time) behind the newest stored one: the evaluator's lateness.
+MAX_DISORDER_S = LATENESS_S
 TICKERS = ["AAPL", "MSFT", "TSLA", "NVDA"]
 ORGS = ["Apple Inc.", "Microsoft", "Tesla, Inc", "Nvidia Corp"]
 ADMIN = Principal("test-admin", "admin", "cli")
