@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Table, and_, bindparam, case, cast, delete, func, or_, select
+from sqlalchemy import Float, Table, and_, bindparam, case, cast, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -39,7 +39,7 @@ from monitor.signals.math import (
     volume_ratio,
     zscore,
 )
-from monitor.signals.recompute import aware, stale_buckets
+from monitor.signals.recompute import aware, baseline_columns, stale_buckets
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
 from schemas.types import utcnow
@@ -138,15 +138,7 @@ def _baselines(session: Session, keys: Sequence[str], start: datetime, width_s: 
     """One query: each entity's baseline sums and the EWMA of its newest baseline bucket (window functions)."""
     c = SIGNALS.c
     inner = (
-        select(
-            c.entity, c.ewma_score,
-            func.sum(c.count).over(partition_by=c.entity).label("stories"),
-            func.count().over(partition_by=c.entity).label("buckets"),
-            func.sum(c.mean_sentiment).over(partition_by=c.entity).label("mean_sum"),
-            func.sum(c.mean_sentiment * c.mean_sentiment).over(partition_by=c.entity).label("mean_sq_sum"),
-            func.min(c.bucket_start).over(partition_by=c.entity).label("first_start"),
-            func.row_number().over(partition_by=c.entity, order_by=c.bucket_start.desc()).label("newest"),
-        )
+        select(*baseline_columns(c))
         .where(c.bucket_s == width_s, c.entity.in_(keys), c.count > 0)
         .where(c.bucket_start >= start - window, c.bucket_start < start)
         .subquery()

@@ -62,6 +62,20 @@ class _Bucket:
         return cls(start, count, mean, ewma_score, 1, m, m * m, stored, touched)
 
 
+
+def baseline_columns(c: Any) -> list[Any]:
+    """Per entity, over its selected baseline buckets: the window-function sums :meth:`Baseline.from_sums` takes,
+    and the EWMA of its newest bucket (the writer's own baseline query and the late-data refresh share them)."""
+    return [
+        c.entity, c.ewma_score,
+        func.sum(c.count).over(partition_by=c.entity).label("stories"),
+        func.count().over(partition_by=c.entity).label("buckets"),
+        func.sum(c.mean_sentiment).over(partition_by=c.entity).label("mean_sum"),
+        func.sum(c.mean_sentiment * c.mean_sentiment).over(partition_by=c.entity).label("mean_sq_sum"),
+        func.min(c.bucket_start).over(partition_by=c.entity).label("first_start"),
+        func.row_number().over(partition_by=c.entity, order_by=c.bucket_start.desc()).label("newest"),
+    ]
+
 def aware(value: Any) -> datetime:
     """A datetime from the database as aware UTC: an expression's value comes back without the column's type (a
     naive string on SQLite)."""
@@ -131,15 +145,7 @@ def _summaries(session: Session, spans: dict[str, tuple[datetime, datetime]], wi
         terms = [and_(c.entity == e, c.bucket_start >= newest - window, c.bucket_start < first)
                  for e in short[offset:offset + _LATE_PER_QUERY] for first, newest in [spans[e]]]
         inner = (
-            select(
-                c.entity, c.ewma_score,
-                func.sum(c.count).over(partition_by=c.entity).label("stories"),
-                func.count().over(partition_by=c.entity).label("buckets"),
-                func.sum(c.mean_sentiment).over(partition_by=c.entity).label("mean_sum"),
-                func.sum(c.mean_sentiment * c.mean_sentiment).over(partition_by=c.entity).label("mean_sq_sum"),
-                func.min(c.bucket_start).over(partition_by=c.entity).label("first_start"),
-                func.row_number().over(partition_by=c.entity, order_by=c.bucket_start.desc()).label("newest"),
-            )
+            select(*baseline_columns(c))
             .where(c.bucket_s == width_s, c.count > 0, or_(*terms))
             .subquery()
         )
