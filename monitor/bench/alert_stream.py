@@ -86,8 +86,8 @@ def read_span(path: Path, start: datetime, days: float) -> list[NewsIn]:
 
 def draw_shocks(stream: list[NewsIn], kinds: dict[str, int], seed: int, burst: int, burst_s: float,
                 baseline_days: float) -> list[Shock]:
-    """``kinds[kind]`` shocks of each kind on distinct (ticker, time) pairs, after ``baseline_days`` of stream,
-    on tickers the span mentions at least 10 times, at least 6 hours apart."""
+    """``kinds[kind]`` shocks of each kind, each on its own ticker (one the span mentions at least 10 times),
+    after ``baseline_days`` of stream, at least 6 hours apart."""
     rng = random.Random(seed)  # nosec B311 # a reproducible benchmark draw, not a secret
     counts: dict[str, int] = {}
     for news in stream:
@@ -103,8 +103,12 @@ def draw_shocks(stream: list[NewsIn], kinds: dict[str, int], seed: int, burst: i
     slots = sorted(rng.sample(range(free), total))  # 6-hour slots: shocks never overlap
     order = [kind for kind, n in kinds.items() for _ in range(n)]
     rng.shuffle(order)
-    return [Shock(kind, rng.choice(tickers), first + timedelta(seconds=slot * 21_600 + rng.uniform(0, 18_000)))
-            for kind, slot in zip(order, slots, strict=True)]
+    if total > len(tickers):
+        raise DataError(f"{total} shocks need as many tickers with a history; the span has {len(tickers)}")
+    # One shock per ticker: a second burst of the same wording would rightly count as near-duplicates of the first.
+    chosen = rng.sample(tickers, total)
+    return [Shock(kind, ticker, first + timedelta(seconds=slot * 21_600 + rng.uniform(0, 18_000)))
+            for kind, slot, ticker in zip(order, slots, chosen, strict=True)]
 
 
 def burst_stories(shock: Shock, burst: int, burst_s: float, index: int) -> list[NewsIn]:
