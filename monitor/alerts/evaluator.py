@@ -97,9 +97,13 @@ class AlertEvaluator:
             log.warning("alert evaluation failed (retried on the next tick): %s", str(error).splitlines()[0])
 
     def close(self) -> None:
-        self.lock.release()
-        if self.notifier is not None:
-            self.notifier.close()
+        try:
+            self.lock.release()
+        except SQLAlchemyError as error:  # the database went away (its restart already dropped the lock)
+            log.warning("could not release the alert-evaluator lock: %s", str(error).splitlines()[0])
+        finally:
+            if self.notifier is not None:
+                self.notifier.close()
 
     def tick(self, now: datetime | None = None) -> int:
         """Evaluate every step the group clock allows, if this member holds the evaluator lock."""
