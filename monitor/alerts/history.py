@@ -15,13 +15,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from monitor.alerts.metrics import WindowMetrics
 from monitor.alerts.stats import MIN_EXPOSURE_WINDOWS, BaselineSums, sentiment, volume
+from monitor.signals.recompute import aware
 from schemas.alerts import LEGACY_METRICS
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
@@ -204,13 +205,7 @@ def _load_buckets(session: Session, histories: dict[str, EntityHistory], since: 
                    col(EntitySignal.count) > 0)
             .group_by(col(EntitySignal.entity))
         ).all():
-            histories[entity].first_seen = _aware(first).timestamp()
+            histories[entity].first_seen = aware(first).timestamp()  # MIN(): a naive string on SQLite
     for key, rows in by_key.items():
         histories[key].starts = [start for start, _ in rows]
         histories[key].buckets = [bucket for _, bucket in rows]
-
-
-def _aware(value: Any) -> datetime:
-    """MIN() comes back without the column's type on SQLite (a naive string)."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
