@@ -37,8 +37,19 @@ def classification(gold: Sequence[str], predicted: Sequence[str],
         # Macro over all labels (a label absent from gold and predictions counts 0), as sklearn with labels=...
         "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels),
         "per_class": per_class,
+        # Per-class recall at the top level: the first thing to read when one class is under-predicted (news
+        # positives coming out neutral); ``recall_gap`` is the largest |recall(c) - recall(neutral)| over c.
+        "recall": {label: per_class[label]["recall"] for label in labels},
+        "recall_gap": _recall_gap(per_class),
         "confusion_matrix": {"labels": list(labels), "rows_gold_columns_predicted": matrix},
     }
+
+
+def _recall_gap(per_class: dict[str, dict[str, float]]) -> float | None:
+    if "neutral" not in per_class:
+        return None
+    neutral = per_class["neutral"]["recall"]
+    return max(abs(values["recall"] - neutral) for values in per_class.values())
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:

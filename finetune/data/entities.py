@@ -72,13 +72,22 @@ def silver_span(title: str, entity: str, taken: Sequence[tuple[int, int]]) -> tu
     return fallback
 
 
+def in_part(title: str, part: str, heldout: float, seed: int) -> bool:
+    """Whether a SEntFiN title falls in ``part`` of the seeded split; entity and document examples share it."""
+    return part == "all" or (stable_fraction(normalize_text(title), seed) < heldout) == (part == "heldout")
+
+
+def _check_part(path: Path, part: str) -> None:
+    if part not in ("all", "train", "heldout"):
+        raise DataError(f"{path}: sentfin option part={part!r}; expected all, train or heldout")
+
+
 def read_sentfin(path: Path, part: str = "all", heldout: float = 0.2, seed: int = 0) -> list[Example]:
     """SEntFiN derived JSON lines ``{s_no, title, entities: [{entity, sentiment}]}``. Spans are silver: the entity
     string matched in the title; unmatched entities are skipped. ``part`` picks a split fixed by ``seed`` in which
     duplicate titles stay together (``heldout`` is the held-out fraction). NER and document sentiment are masked:
     entities are untyped and only the labelled ones are marked."""
-    if part not in ("all", "train", "heldout"):
-        raise DataError(f"{path}: sentfin option part={part!r}; expected all, train or heldout")
+    _check_part(path, part)
     out, unmatched = [], 0
     for number, record in _records(path):
         where = f"{path}:{number}"
@@ -86,7 +95,7 @@ def read_sentfin(path: Path, part: str = "all", heldout: float = 0.2, seed: int 
         if not isinstance(title, str) or not isinstance(entities, list):
             raise DataError(f"{where}: expected {{'title': str, 'entities': [{{'entity', 'sentiment'}}]}}, "
                             f"found keys {sorted(record)}")
-        if part != "all" and (stable_fraction(normalize_text(title), seed) < heldout) != (part == "heldout"):
+        if not in_part(title, part, heldout, seed):
             continue
         spans: list[Span] = []
         for i, item in enumerate(sorted(entities, key=lambda e: -len(str(e.get("entity", ""))))):
@@ -103,4 +112,36 @@ def read_sentfin(path: Path, part: str = "all", heldout: float = 0.2, seed: int 
             out.append(Example(title, None, spans, ner=False, source="sentfin", where=where))
     if unmatched:
         log.info("%s: %d entities not found in their title were skipped", path, unmatched)
+    return out
+
+
+def read_sentfin_documents(path: Path, part: str = "all", heldout: float = 0.2, seed: int = 0) -> list[Example]:
+    """SEntFiN headlines as document-sentiment examples (``sentfin=FILE?doc=true``): a headline whose labelled
+    entities all share one sentiment gets that sentiment; one with conflicting entity sentiments is skipped, since
+    it has no single document label. Duplicate titles (same normalized text) become one example, and are skipped
+    when their labels disagree. The split is :func:`in_part`, the one the entity examples use, so a held-out
+    headline is held out of both tasks. No spans: combine with ``sentfin=FILE`` for the entity labels."""
+    _check_part(path, part)
+    labels: dict[str, set[str]] = {}
+    first: dict[str, tuple[str, str]] = {}  # normalized title -> (title, where) of its first occurrence
+    for number, record in _records(path):
+        where = f"{path}:{number}"
+        title, entities = record.get("title"), record.get("entities")
+        if not isinstance(title, str) or not isinstance(entities, list):
+            raise DataError(f"{where}: expected {{'title': str, 'entities': [{{'entity', 'sentiment'}}]}}, "
+                            f"found keys {sorted(record)}")
+        if not entities or not in_part(title, part, heldout, seed):
+            continue
+        key = normalize_text(title)
+        first.setdefault(key, (title, where))
+        for i, item in enumerate(entities):
+            raw = item.get("sentiment") if isinstance(item, dict) else None
+            if raw is None:
+                raise DataError(f"{where}: entities[{i}] must be {{'entity': str, 'sentiment': str}}")
+            labels.setdefault(key, set()).add(normalize_sentiment(raw, {}, f"{where}: entities[{i}]"))
+    out = [Example(first[key][0], next(iter(found)), source="sentfin", where=first[key][1])
+           for key, found in labels.items() if len(found) == 1]
+    if len(out) < len(labels):
+        log.info("%s: %d headlines with conflicting entity sentiments skipped (no single document label)",
+                 path, len(labels) - len(out))
     return out

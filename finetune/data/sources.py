@@ -5,15 +5,18 @@ Kinds (each becomes a list of :class:`finetune.examples.Example`):
 * ``csv`` / ``jsonl`` - one text and one document-sentiment label per row (options ``text``, ``label``,
   ``label_map``; defaults from ``--text-column``, ``--label-column``, ``--label-map``).
 * ``tfns`` - Twitter Financial News Sentiment CSV: ``csv`` with ``label_map=0=negative,1=positive,2=neutral``.
-* ``conll`` - CoNLL BIO or IO NER file (:mod:`finetune.data.conll`).
+* ``conll`` - CoNLL BIO or IO NER file (:mod:`finetune.data.conll`), e.g. SEC NER or FiNER-ORD; option ``max_words``.
 * ``finpulse`` - finpulse's own JSON lines (headline, sentiment, typed entity spans with sentiment).
 * ``sentfin`` - SEntFiN entity-sentiment JSON lines; options ``part=all|train|heldout``, ``heldout=0.2``, ``seed=0``.
+  ``doc=true`` reads the headlines instead as document-sentiment examples (those whose entities all share one
+  sentiment), on the same seeded split, so ``part=heldout`` stays out of training for both tasks.
 * ``db`` - the ``labelled_news`` table; the value is a database URL or ``default`` (FINPULSE_DATABASE_URL).
 
 Every file source also takes ``weight=W``: each of its examples is seen W times per training epoch on average
 (2 = twice, 0.5 = a random half each epoch), to balance large and small sources.
 
-Example: ``--data tfns=../shared/data/tfns/sent_train.csv --data 'sentfin=FILE?part=train'``.
+Example: ``--data tfns=../shared/data/tfns/sent_train.csv --data 'sentfin=FILE?part=train'
+--data 'sentfin=FILE?part=train&doc=true' --data conll=../shared/data/finer_ord/finer_ord_train.conll``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.data.conll import read_conll
-from finetune.data.entities import read_finpulse, read_sentfin
+from finetune.data.entities import read_finpulse, read_sentfin, read_sentfin_documents
 from finetune.data.labelled import read_labelled_news
 from finetune.data.rows import csv_rows, jsonl_rows
 from finetune.examples import Example, normalize_sentiment, parse_label_map
@@ -40,7 +43,7 @@ OPTIONS = {
     "tfns": {"weight"},
     "conll": {"max_words", "weight"},
     "finpulse": {"weight"},
-    "sentfin": {"part", "heldout", "seed", "weight"},
+    "sentfin": {"part", "heldout", "seed", "doc", "weight"},
     "db": set(),
 }
 TFNS_LABEL_MAP = "0=negative,1=positive,2=neutral"
@@ -110,8 +113,9 @@ def load_source(spec: DataSpec, defaults: ColumnDefaults = ColumnDefaults()) -> 
     if spec.kind == "finpulse":
         return read_finpulse(path)
     if spec.kind == "sentfin":
-        return read_sentfin(path, part=spec.options.get("part", "all"),
-                            heldout=float(spec.options.get("heldout", "0.2")), seed=int(spec.options.get("seed", "0")))
+        reader = read_sentfin_documents if _flag(spec, "doc") else read_sentfin
+        return reader(path, part=spec.options.get("part", "all"),
+                      heldout=float(spec.options.get("heldout", "0.2")), seed=int(spec.options.get("seed", "0")))
     text_col = spec.options.get("text", defaults.text_column)
     label_col = spec.options.get("label", defaults.label_column)
     map_text = TFNS_LABEL_MAP if spec.kind == "tfns" else spec.options.get("label_map", defaults.label_map)
@@ -131,6 +135,13 @@ def load_sources(specs: list[DataSpec], defaults: ColumnDefaults = ColumnDefault
         log.info("%s: %d examples", spec, len(examples))
         out.extend(examples)
     return out
+
+
+def _flag(spec: DataSpec, name: str) -> bool:
+    value = spec.options.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise DataError(f"--data {spec}: {name}={value!r}; expected true or false")
+    return value in ("true", "1", "yes")
 
 
 def _positive_float(text: str, what: str) -> float:
