@@ -20,6 +20,7 @@ from monitor.cli.alerts import alerts_app  # imports only typer; the database lo
 from monitor.cli.audit import audit_app  # imports only typer; the database loads inside the command
 from monitor.cli.broker import broker
 from monitor.cli.config import config_app  # imports only typer; settings load inside the commands
+from monitor.cli.data import data_app  # imports only typer; the fetch logic loads inside the command
 from monitor.cli.db import db_app
 from monitor.cli.health import health  # imports only typer; the checks load inside the command
 from monitor.cli.retrain import register as register_retraining  # imports only typer
@@ -41,6 +42,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 register_finetune(app)  # train, eval, train-bench
 app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
 app.command()(consume)
 app.command()(replay)
 app.command()(bench)
