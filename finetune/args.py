@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound="DataArgs")
 _DATA_HELP = ("Data source KIND=PATH[?opt=value&...], repeatable. Kinds: csv, jsonl (text + label columns), tfns, "
               "conll, finpulse, sentfin (options part=all|train|heldout, heldout=0.2, seed=0), db (a database URL "
-              "or 'default'). Tasks a source lacks are masked out of the loss.")
+              "or 'default'), text (unlabelled; options column, max_rows, seed, lang; needs --teacher). "
+              "Tasks a source lacks are masked out of the loss.")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -86,6 +87,16 @@ class TrainArgs(DataArgs):
     sentiment_weight: float = field(default=1.0, metadata=_help("Loss weight of the document-sentiment head."))
     ner_weight: float = field(default=1.0, metadata=_help("Loss weight of the NER head."))
     entity_weight: float = field(default=1.0, metadata=_help("Loss weight of the entity-sentiment head."))
+    teacher: str | None = field(default=None, metadata=_help(
+        "Knowledge distillation: a `finpulse train` output directory (e.g. an all-mpnet-base-v2 model) whose soft "
+        "targets for all three heads the student learns from, computed once before training; it may use another "
+        "tokenizer (targets are aligned by words and character spans). Enables unlabelled text= sources."))
+    distill_alpha: float = field(default=0.5, metadata=_help(
+        "With --teacher: per head, loss = alpha * hard-label loss (where labels exist) + (1 - alpha) * T^2 * "
+        "KL(teacher_T || student_T); 1 ignores the teacher, 0 learns from the teacher only."))
+    distill_temperature: float = field(default=2.0, metadata=_help(
+        "With --teacher: softmax temperature T of both teacher and student in the distillation term (higher "
+        "exposes more of the teacher's ranking of the wrong classes)."))
     seed: int = field(default=42, metadata=_help(
         "Random seed (data order, head initialisation, dropout, validation split)."))
     eval_steps: int | None = field(default=None, metadata=_help("Validate every N steps (default: once per epoch)."))
@@ -227,7 +238,9 @@ def _validate(args: DataArgs) -> None:
                   (0 <= args.validation_split < 1, "--validation-split must be in [0, 1)"),
                   (args.max_length >= 8, "--max-length must be >= 8"), (args.learning_rate > 0, "--learning-rate > 0"),
                   (args.max_steps is None or args.max_steps >= 1, "--max-steps must be >= 1"),
-                  (args.patience >= 0, "--patience must be >= 0")]
+                  (args.patience >= 0, "--patience must be >= 0"),
+                  (0 <= args.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
+                  (args.distill_temperature > 0, "--distill-temperature must be > 0")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}; fix the flag or the --config file")

@@ -71,6 +71,8 @@ def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mode
     model.save(staging)
     tokenizer.save_pretrained(staging)
     info = manifest(version, base_model, max_length)
+    if metrics.get("distillation"):  # the teacher and the settings; its validation numbers stay in metrics.json
+        info["distillation"] = {k: v for k, v in metrics["distillation"].items() if k != "teacher_validation"}
     if prepare is not None:
         serving = prepare(staging)
         info["onnx"] = {k: v for k, v in serving.items() if k != "validation"}
@@ -116,6 +118,20 @@ def _onnx_note(onnx: dict[str, Any] | None) -> str:
             f"{gate.get('reason', 'no gate record')}. Gate metrics of both: `metrics.json` (`onnx`).")
 
 
+def _distillation_note(distillation: dict[str, Any] | None) -> str:
+    if not distillation:
+        return ""
+    teacher = distillation["teacher"]
+    numbers = "; ".join(f"{task} {key} {_fmt(values[key])}" for task, key in (
+        ("sentiment", "macro_f1"), ("ner", "f1"), ("entity_sentiment", "macro_f1"))
+        if key in (values := distillation.get("teacher_validation", {}).get(task, {})))
+    return (f"\n\nDistilled from the teacher `{teacher['version']}` (base model `{teacher['base_model']}`, "
+            f"`{teacher['path']}`): per head, alpha {distillation['alpha']} x the hard-label loss + "
+            f"(1 - alpha) x T^2 x KL to the teacher's soft targets at temperature T = {distillation['temperature']}, "
+            f"on {distillation['examples']} examples ({distillation['unlabelled_examples']} unlabelled, soft targets "
+            f"only). The teacher on the same validation data: {numbers or 'not measured'}.")
+
+
 def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
                data_summary: dict[str, Any]) -> str:
     validation = metrics.get("validation", {})
@@ -127,6 +143,7 @@ def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[s
             rows.append(f"| {task} | {key} | {_fmt(validation[task][key])} |")
     sources = "\n".join(f"- `{spec}`: {count}" for spec, count in data_summary.get("sources", {}).items())
     tasks = ", ".join(f"{task} {n}" for task, n in data_summary.get("train_tasks", {}).items())
+    distilled = _distillation_note(metrics.get("distillation"))
     return f"""---
 library_name: finpulse
 base_model: {info['base_model']}
@@ -142,7 +159,7 @@ One transformer encoder with three heads, served from one forward pass:
 3. sentiment of each entity, from the entity span's pooled token states (two entities of one headline can differ).
 
 ## Base model
-`{info['base_model']}`, fine-tuned with max length {info['max_length']} tokens.
+`{info['base_model']}`, fine-tuned with max length {info['max_length']} tokens.{distilled}
 
 ## Training data
 {sources or '- (none recorded)'}

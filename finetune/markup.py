@@ -5,6 +5,9 @@ them into word pieces that the NER head, trained mostly on prose, tags as organi
 then showed up as the busiest ORGs of a StockNet replay. Spans inside such markup, and spans with fewer than two
 letters or digits, are dropped from what the model reports (the predictor and ``finpulse eval`` alike).
 The text itself reaches the model unchanged, exactly as in training, so document sentiment is unaffected.
+
+Cashtags (``$AAPL``) are found by a rule, not by the model: serving reports them as TICKER entities scored by the
+entity head, and distillation gives the entity head the teacher's sentiment on the same spans.
 """
 
 from __future__ import annotations
@@ -40,3 +43,18 @@ def drop_markup_entities(text: str, spans: Sequence[Span]) -> list[Span]:
             continue
         kept.append(span)
     return kept
+
+
+CASHTAG_RE = re.compile(r"\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,4})?)\b")
+
+
+def find_cashtags(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, SYMBOL)`` of each distinct cashtag, first occurrence only, in text order."""
+    seen: set[str] = set()
+    out = []
+    for match in CASHTAG_RE.finditer(text):
+        symbol = match.group(1).upper()
+        if symbol not in seen:
+            seen.add(symbol)
+            out.append((match.start(), match.end(), symbol))
+    return out

@@ -21,7 +21,9 @@ from finetune.base_model import resolve_base_model
 from finetune.calibrate import calibrate, recalibrated
 from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
 from finetune.data.splits import drop_overlap, split_validation, subsample
+from finetune.data.text import settle_unlabelled, unlabelled_to_training
 from finetune.device import resolve_device, resolve_dtype
+from finetune.distill import build_distiller, check_teacher
 from finetune.evaluate import collect, evaluate, report, selection_score
 from finetune.examples import Example
 from finetune.export import new_version, save_version
@@ -53,10 +55,11 @@ def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, 
         examples = load_sources([DataSpec.parse(text)], defaults)
         sources[text] = len(examples)
         train.extend(examples)
+    train = settle_unlabelled(train, args.teacher)
     if args.validation_data:
         valid = load_sources([DataSpec.parse(s) for s in args.validation_data], defaults)
     else:
-        train, valid = split_validation(train, args.validation_split, args.seed)
+        train, valid = unlabelled_to_training(*split_validation(train, args.validation_split, args.seed))
     excluded = load_sources([DataSpec.parse(s) for s in args.exclude_data], defaults)
     train = drop_overlap(train, valid + excluded)
     train = subsample(train, args.max_train_samples, args.seed)
@@ -67,7 +70,8 @@ def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, 
     for example in train:
         for task in example.tasks:
             tasks[task] = tasks.get(task, 0) + 1
-    summary = {"sources": sources, "train": len(train), "validation": len(valid), "train_tasks": tasks}
+    summary = {"sources": sources, "train": len(train), "validation": len(valid), "train_tasks": tasks,
+               "unlabelled": sum(not example.tasks for example in train)}
     log.info("training on %d examples (%s), validating on %d", len(train), tasks, len(valid))
     return train, valid, summary
 
@@ -104,6 +108,8 @@ def train(args: TrainArgs) -> TrainResult:
     version = args.version or new_version(models_dir)
     if (models_dir / version).exists():
         raise ConfigError(f"{models_dir / version} already exists; choose another --version")
+    if args.teacher:
+        check_teacher(args.teacher)  # a wrong --teacher fails before the data is read
     train_examples, valid_examples, summary = load_data(args)
 
     torch.manual_seed(args.seed)  # the heads' initialisation
@@ -120,6 +126,8 @@ def train(args: TrainArgs) -> TrainResult:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     features = encode(train_examples, tokenizer, args.max_length)
     lengths = [len(f.input_ids) for f in features]
+    distiller = build_distiller(args, train_examples, valid_examples, tokenizer, device, dtype) \
+        if args.teacher else None
     weights = [e.weight for e in train_examples]
     steps_per_epoch = max(1, math.ceil(sum(weights) / args.batch_size))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
@@ -149,6 +157,8 @@ def train(args: TrainArgs) -> TrainResult:
             with autocast():
                 outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"])
             loss, parts = multitask_loss(outputs, batch, task_weights)
+            if distiller is not None:
+                loss, parts = distiller.combine(model, outputs, batch_ids, loss, parts, task_weights)
             if parts:  # a batch whose only labels were truncated away has nothing to learn from
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -194,6 +204,7 @@ def train(args: TrainArgs) -> TrainResult:
         "epochs": epochs_done, "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / epochs_done,
         "precision": str(dtype or "fp32"), "device": str(device), "history": history,
         "stopped_early": step < total_steps, "calibration": calibration,
+        **({"distillation": distiller.record} if distiller is not None else {}),
     }
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
                 "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,

@@ -11,6 +11,8 @@ Kinds (each becomes a list of :class:`finetune.examples.Example`):
   ``doc=true`` reads the headlines instead as document-sentiment examples (those whose entities all share one
   sentiment), on the same seeded split, so ``part=heldout`` stays out of training for both tasks.
 * ``db`` - the ``labelled_news`` table; the value is a database URL or ``default`` (FINPULSE_DATABASE_URL).
+* ``text`` - unlabelled text for distillation (``--teacher``); options ``column``, ``max_rows``, ``seed``, ``lang``
+  (:mod:`finetune.data.text`).
 
 Every file source also takes ``weight=W``: each of its examples is seen W times per training epoch on average
 (2 = twice, 0.5 = a random half each epoch), to balance large and small sources.
@@ -31,12 +33,14 @@ from finetune.data.conll import read_conll
 from finetune.data.entities import read_finpulse, read_sentfin, read_sentfin_documents
 from finetune.data.labelled import read_labelled_news
 from finetune.data.rows import csv_rows, jsonl_rows
+from finetune.data.text import OPTIONS as TEXT_OPTIONS
+from finetune.data.text import read_text
 from finetune.examples import Example, normalize_sentiment, parse_label_map
 from monitor.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("csv", "jsonl", "tfns", "conll", "finpulse", "sentfin", "db")
+KINDS = ("csv", "jsonl", "tfns", "conll", "finpulse", "sentfin", "db", "text")
 OPTIONS = {
     "csv": {"text", "label", "label_map", "weight"},
     "jsonl": {"text", "label", "label_map", "weight"},
@@ -45,6 +49,7 @@ OPTIONS = {
     "finpulse": {"weight"},
     "sentfin": {"part", "heldout", "seed", "doc", "weight"},
     "db": set(),
+    "text": TEXT_OPTIONS,
 }
 TFNS_LABEL_MAP = "0=negative,1=positive,2=neutral"
 
@@ -112,6 +117,8 @@ def load_source(spec: DataSpec, defaults: ColumnDefaults = ColumnDefaults()) -> 
         return read_conll(path, max_words=int(spec.options.get("max_words", "40")))
     if spec.kind == "finpulse":
         return read_finpulse(path)
+    if spec.kind == "text":
+        return read_text(path, spec.options, defaults.text_column)
     if spec.kind == "sentfin":
         reader = read_sentfin_documents if _flag(spec, "doc") else read_sentfin
         return reader(path, part=spec.options.get("part", "all"),

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
+# The rule itself lives in finetune.markup, where distillation also needs it (the teacher's entity targets cover
+# the same spans serving scores); it is re-exported here for the scoring side.
+from finetune.markup import CASHTAG_RE as CASHTAG_RE
+from finetune.markup import find_cashtags as find_cashtags
 from schemas.prediction import EntityPrediction, Prediction
-
-CASHTAG_RE = re.compile(r"\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,4})?)\b")
-
-
-def find_cashtags(text: str) -> list[tuple[int, int, str]]:
-    """``(start, end, SYMBOL)`` of each distinct cashtag, first occurrence only, in text order."""
-    seen: set[str] = set()
-    out = []
-    for match in CASHTAG_RE.finditer(text):
-        symbol = match.group(1).upper()
-        if symbol not in seen:
-            seen.add(symbol)
-            out.append((match.start(), match.end(), symbol))
-    return out
 
 
 def cashtag_entities(text: str, document: Prediction) -> list[EntityPrediction]:
