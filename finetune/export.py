@@ -58,10 +58,12 @@ def manifest(version: str, base_model: str, max_length: int) -> dict[str, Any]:
 def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, models_dir: Path, version: str, *,
                  base_model: str, max_length: int, train_args: dict[str, Any], metrics: dict[str, Any],
                  data_summary: dict[str, Any],
-                 prepare: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+                 prepare: Callable[[Path], dict[str, Any]] | None = None,
+                 extras: dict[str, Callable[[Path], dict[str, Any]]] | None = None) -> Path:
     """Write the version into a hidden staging folder, then rename it: a version directory is complete or absent.
     ``prepare(staging)`` adds serving artefacts (the ONNX export) before the rename; what it returns is recorded
-    as ``onnx`` in the manifest and in metrics.json."""
+    as ``onnx`` in the manifest and in metrics.json. Each of ``extras`` (e.g. ``peft``: the LoRA adapter) writes
+    its files into the staging folder too, and what it returns is recorded under its key in the manifest."""
     target = models_dir / version
     if target.exists():
         raise ConfigError(f"{target} already exists; choose another --version")
@@ -73,6 +75,8 @@ def save_version(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mode
     info = manifest(version, base_model, max_length)
     if metrics.get("distillation"):  # the teacher and the settings; its validation numbers stay in metrics.json
         info["distillation"] = {k: v for k, v in metrics["distillation"].items() if k != "teacher_validation"}
+    for key, write in (extras or {}).items():
+        info[key] = write(staging)
     if prepare is not None:
         serving = prepare(staging)
         info["onnx"] = {k: v for k, v in serving.items() if k != "validation"}
@@ -116,6 +120,16 @@ def _onnx_note(onnx: dict[str, Any] | None) -> str:
         "`model.onnx` (fp32) is served on ONNX Runtime; no int8"
     return (f"ONNX export: `model.onnx` (fp32) and `entity_head.onnx`, SHA-256 in `finpulse_model.json`. {served}: "
             f"{gate.get('reason', 'no gate record')}. Gate metrics of both: `metrics.json` (`onnx`).")
+
+
+def _peft_note(peft: dict[str, Any] | None) -> str:
+    if not peft:
+        return ""
+    return (f"\nTrained with LoRA (rank {peft['rank']}, alpha {peft['alpha']}) on {', '.join(peft['targets'])}, "
+            f"heads in full, from `{peft.get('parent_version') or peft.get('parent_path') or peft['base_model']}`; "
+            f"the adapters are merged into `model.safetensors`. The adapter (`{peft['adapter_file']}`, "
+            f"{peft['adapter_bytes'] / 1e6:.2f} MB, heads included) applied to that parent with "
+            "`peft.PeftModel.from_pretrained` gives the same model.")
 
 
 def _distillation_note(distillation: dict[str, Any] | None) -> str:
@@ -179,6 +193,7 @@ device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds
 
 ## Serving engines
 {_onnx_note(info.get('onnx'))}
+{_peft_note(info.get('peft'))}
 
 ## Use
 `finpulse consume` with `FINPULSE_MODEL_DIR` set to this directory, or

@@ -1,6 +1,11 @@
 """The on-disk contract of a model directory: ``model.safetensors`` (never pickle) plus the manifest
 ``finpulse_model.json`` (``kind``, ``format_version``, ``version``), written by :mod:`finetune.export` and read by
 every loader (serving, evaluation, continued training).
+
+A version trained with ``--peft lora`` (:mod:`finetune.peft_lora`) serves the same way: its adapters are merged
+into ``model.safetensors``. It also carries the adapter in peft's format under ``adapter/`` and a ``peft`` record
+in the manifest (``method``, ``rank``, ``alpha``, ``targets``, ``adapter_file``, ``adapter_bytes``, ``base_model``,
+``parent_version``); no loader needs either.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from monitor.core.errors import ModelLoadError
 
 MANIFEST = "finpulse_model.json"
 FORMAT_VERSION = 1
+ADAPTER_DIR = "adapter"  # a subfolder: transformers would take a folder holding adapter_config.json for an adapter
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file names, so PeftModel.from_pretrained reads the folder
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from finetune.features import collate, encode, length_grouped_batches
 from finetune.model import MultitaskModel, multitask_loss
 from finetune.model_dir import check_multitask_dir
 from finetune.onnx_export import export_serving
+from finetune.peft_lora import LoraTraining
 from monitor.core.errors import ConfigError, DataError
 from monitor.core.settings import get_settings
 
@@ -124,6 +125,7 @@ def train(args: TrainArgs) -> TrainResult:
         model = MultitaskModel.from_base(args.base_model).to(device)
     if args.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    lora = LoraTraining(model, args) if args.peft == "lora" else None  # adapters go into `model` in place
     features = encode(train_examples, tokenizer, args.max_length)
     lengths = [len(f.input_ids) for f in features]
     distiller = build_distiller(args, train_examples, valid_examples, tokenizer, device, dtype) \
@@ -132,7 +134,7 @@ def train(args: TrainArgs) -> TrainResult:
     steps_per_epoch = max(1, math.ceil(sum(weights) / args.batch_size))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
     eval_every = args.eval_steps or steps_per_epoch
-    optimizer = _optimizer(model, args)
+    optimizer = lora.optimizer() if lora else _optimizer(model, args)
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(args.warmup_ratio * total_steps), total_steps)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else nullcontext
@@ -191,6 +193,8 @@ def train(args: TrainArgs) -> TrainResult:
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    if lora:  # before calibration, which adjusts the (then plain again) heads
+        model = lora.merge()
     model.eval()
     calibration = None
     if args.calibrate and valid_examples:
@@ -204,6 +208,7 @@ def train(args: TrainArgs) -> TrainResult:
         "epochs": epochs_done, "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / epochs_done,
         "precision": str(dtype or "fp32"), "device": str(device), "history": history,
         "stopped_early": step < total_steps, "calibration": calibration,
+        **({"peft": {"method": "lora", **lora.counts}} if lora else {}),
         **({"distillation": distiller.record} if distiller is not None else {}),
     }
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
@@ -225,7 +230,7 @@ def train(args: TrainArgs) -> TrainResult:
 
     path = save_version(model, tokenizer, models_dir, version, base_model=args.base_model,
                         max_length=args.max_length, train_args=resolved, metrics=metrics, data_summary=summary,
-                        prepare=export_onnx if args.onnx else None)
+                        prepare=export_onnx if args.onnx else None, extras={"peft": lora.save} if lora else None)
     if onnx_record:
         metrics["onnx"] = {"validation": onnx_record["validation"], "int8_gate": onnx_record["int8_gate"]}
     return TrainResult(version, path, metrics, resolved)
