@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     retrain_tolerance: float = Field(0.01, ge=0, le=1, description="Allowed gold-set macro-F1 drop.")
     retrain_min_improvement: float = Field(0.0, ge=0, le=1, description="Required macro-F1 gain on new labels.")
     retrain_replay_samples: int = Field(500, ge=0, description="Earlier examples mixed in against forgetting.")
+    retrain_peft: Literal["none", "lora"] = Field("none", description=(
+        "Retraining trains every weight (none) or LoRA adapters + heads, merged at save (lora); README: LoRA."))
     drift_threshold: float = Field(0.1, ge=0, le=1, description="Jensen-Shannon divergence that raises drift.")
     retrain_gold_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of labels set aside once, by text hash, as the never-trained gold set."

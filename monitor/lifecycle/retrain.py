@@ -192,6 +192,8 @@ def _train(settings: Settings, champion: ModelVersion, champion_dir: Path, examp
             argv += ["--device", settings.device]
         if "precision" not in chosen:
             argv += ["--precision", training_precision(settings.precision)]
+        if "peft" not in chosen:  # FINPULSE_RETRAIN_PEFT: LoRA adapters on the champion, or every weight
+            argv += ["--peft", settings.retrain_peft]
         if version:
             argv += ["--version", version]
         args = parse_args(TrainArgs, (["--config", str(config)] if config is not None else []) + argv,
