@@ -82,6 +82,8 @@ class OnnxMultitaskModel(torch.nn.Module):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 1:  # idle pool threads sleep: the consumer's own thread polls and writes on the same cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         encoder_path = _verified(model_dir, info.get(precision), precision)
         head_path = _verified(model_dir, info.get("entity_head"), "entity head")

@@ -103,7 +103,7 @@ def test_the_int8_gate_refuses_a_model_that_int8_breaks(exported: TrainResult, t
     write_manifest(target, {**read_manifest(exported.path), "version": "broken-int8"})
     info = export_serving(model, tokenizer, target, validation, max_length=48)
     recipes = info["int8_gate"]["recipes"]
-    assert [r["recipe"] for r in recipes] == ["all-matmuls", "attention+ffn-in", "ffn-in"]
+    assert [r["recipe"] for r in recipes] == ["encoder", "attention+ffn-in", "ffn-in"]
     assert not any(r["passed"] for r in recipes) and not info["int8_gate"]["passed"]
     fp32 = info["validation"]["fp32"]
     for recipe in recipes:
