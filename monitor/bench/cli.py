@@ -29,7 +29,7 @@ class Which(StrEnum):
 # Options of one benchmark only; --model, --rounds, --out, --workdir and --keep are shared.
 ONLY = {
     None: {"messages", "naive_messages", "naive", "latency", "model_texts", "batch_size", "device", "database_url",
-           "latency_seconds", "latency_rate", "compare_precision", "quality", "soak", "e2e_rounds"},
+           "latency_seconds", "latency_rate", "compare_precision", "quality", "soak", "e2e_rounds", "layouts"},
     Which.takeover: {"quick", "scenarios", "arms", "session_ms", "short_session_ms", "rate", "bootstrap",
                      "takeover_timeout_s"},
     Which.sqlite: {"batches", "batch_rows"},
@@ -78,6 +78,9 @@ def bench(
     soak: Annotated[bool, typer.Option(help="Long run (100,000 messages unless --messages is given): reports "
                                             "consumer RSS in the first vs last quarter; skips naive and latency.",
                                        rich_help_panel=STREAMING)] = False,
+    layouts: Annotated[bool, typer.Option(help="Also drain with one process scoring on every core and with one "
+                                               "process per core, to compare with the default.",
+                                          rich_help_panel=STREAMING)] = True,
     rounds: Annotated[int | None, typer.Option(min=1, help="Alternating rounds: of the precision comparison "
                                                            "(default 2), of the takeover trials (default 1), of "
                                                            "the sqlite arms (default 5).")] = None,
@@ -170,7 +173,8 @@ def bench(
                            batch_size=batch_size, device=device, model=model, database_url=database_url,
                            latency_seconds=latency_seconds, latency_rate=latency_rate,
                            compare_precision=compare_precision, naive=naive, latency=latency, quality=quality,
-                           soak=soak, rounds=rounds or 2, e2e_rounds=e2e_rounds, workdir=workdir, keep=keep)
+                           soak=soak, layouts=layouts, rounds=rounds or 2, e2e_rounds=e2e_rounds, workdir=workdir,
+                           keep=keep)
     typer.echo(write_report(run(options), out))
 
 

@@ -1,10 +1,12 @@
 """Worker process of ``finpulse bench``: the real consumer (:class:`monitor.stream.consumer.NewsConsumer`), observed.
 
 ``python -m monitor.bench.consumer JOB.json`` reads ``{"settings": {...}, "max_messages": N, "out": PATH,
-"per_row": bool}``, consumes until N messages were handled, and writes to ``out``: per-batch commit times (and each
-inserted row's commit time with ``per_row``), RSS samples (for the soak report), CPU seconds per thread and the
-peak RSS of this process. The consumer runs in its own process so its memory is measured alone and the
-benchmark's producer does not share its interpreter (GIL).
+"per_row": bool}``, consumes until N messages were handled (or, with ``idle_exit_s``, until the topic is idle),
+and writes to ``out``: per-batch commit times (and each inserted row's commit time with ``per_row``), RSS samples
+(for the soak report), CPU seconds per thread and the peak RSS of this process. With ``ready_file`` and
+``go_file`` it loads its model, says so, and waits for the go before it joins the group, so that several workers
+join in one rebalance. The consumer runs in its own process so its memory is measured alone and the benchmark's
+producer does not share its interpreter (GIL).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from monitor.bench.probe import CommitRecorder, RssSampler, peak_rss_kib, rss_kib, thread_cpu_s, worker_main
@@ -19,6 +22,8 @@ from monitor.core.settings import load_settings
 from monitor.stream.consumer import NewsConsumer
 
 log = logging.getLogger(__name__)
+
+GO_TIMEOUT_S = 600.0
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +34,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     consumer = NewsConsumer(settings, max_messages=int(job["max_messages"]), idle_exit_s=job.get("idle_exit_s"),
                             observers=[recorder])
+    if job.get("ready_file"):
+        Path(job["ready_file"]).touch()
+        go, deadline = Path(job["go_file"]), time.monotonic() + GO_TIMEOUT_S
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     loaded = time.monotonic()
     rss_after_load = rss_kib()
     sampler = RssSampler(lambda: consumer.summary.messages, float(job.get("rss_interval_s", 0.5))).start()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_S = 3600.0
+PARALLEL_IDLE_EXIT_S = 3.0
 
 
 @dataclass
@@ -60,12 +61,15 @@ class Stage:
                 "database_url": url}
 
 
-def start_worker(stage: Stage, module: str, name: str, job: dict[str, Any]) -> Any:
+def start_worker(stage: Stage, module: str, name: str, job: dict[str, Any], threads: int | None = None) -> Any:
+    """Start a worker process; ``threads`` sets its OMP_NUM_THREADS (torch's and ONNX Runtime's scoring threads)."""
     job = {**job, "out": str(stage.workdir / f"{name}.out.json"), "log_level": stage.log_level}
     job_path = stage.workdir / f"{name}.job.json"
     job_path.write_text(json.dumps(job, default=str), encoding="utf-8")
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": path}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with (stage.workdir / f"{name}.log").open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", module, str(job_path)], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)  # nosec B603 # argv of this interpreter, no shell
@@ -103,12 +107,51 @@ def summarise(result: dict[str, Any], publish_s: float) -> dict[str, Any]:
     }
 
 
-def drain(stage: Stage, phase: str, messages: list[NewsIn]) -> dict[str, Any]:
-    """Pre-fill a topic with ``messages``, then let a consumer worker drain it; throughput and memory."""
+def drain(stage: Stage, phase: str, messages: list[NewsIn], processes: int = 1,
+          threads: int | None = None) -> dict[str, Any]:
+    """Pre-fill a topic with ``messages``, then let ``processes`` consumer workers (one group, ``threads`` scoring
+    threads each; default: the consumer's own choice) drain it; throughput and memory."""
     settings = stage.prepare(phase)
     publish_s = publish_all(stage.bootstrap, settings["kafka_topic"], messages)
-    job = {"settings": settings, "max_messages": len(messages)}
-    return summarise(finish_worker(stage, phase, start_worker(stage, "monitor.bench.consumer", phase, job)), publish_s)
+    if processes == 1:
+        job = {"settings": settings, "max_messages": len(messages)}
+        worker = start_worker(stage, "monitor.bench.consumer", phase, job, threads)
+        return summarise(finish_worker(stage, phase, worker), publish_s)
+    # Several workers: each loads its model, then all join the group together (one rebalance, not one per worker)
+    # and leave when the topic has been idle for a while; throughput counts from the first commit of any worker
+    # to the last commit of any, without each worker's first batch.
+    go = stage.workdir / f"{phase}.go"
+    names = [f"{phase}-p{number}" for number in range(processes)]
+    ready = {name: stage.workdir / f"{name}.ready" for name in names}
+    jobs = {name: {"settings": settings, "max_messages": len(messages), "idle_exit_s": PARALLEL_IDLE_EXIT_S,
+                   "ready_file": str(ready[name]), "go_file": str(go)} for name in names}
+    workers = {name: start_worker(stage, "monitor.bench.consumer", name, job, threads) for name, job in jobs.items()}
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not all(path.exists() for path in ready.values()):
+        if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers.values()):
+            break  # finish_worker below reports the failure with the worker's log
+        time.sleep(0.1)
+    go.touch()
+    results = [finish_worker(stage, name, worker) for name, worker in workers.items()]
+    merged = merge_results(results)
+    if merged["messages"] < len(messages):
+        raise FinpulseError(f"bench phase {phase}: {processes} workers handled {merged['messages']} of "
+                            f"{len(messages)} messages; see {stage.workdir}")
+    return {**summarise(merged, publish_s), "processes": processes}
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One worker result from several that drained one topic together: sums, the peak of the peaks, and the
+    batches of all in commit order (each worker's first batch dropped, see :func:`steady_window`)."""
+    later = sorted(batch for result in results for batch in result["batches"][1:])
+    first = min(result["batches"][0] for result in results if result["batches"])
+    return {
+        "messages": sum(r["messages"] for r in results), "inserted": sum(r["inserted"] for r in results),
+        "batches": [[first[0], 0], *later], "peak_rss_kib": max(r["peak_rss_kib"] for r in results),
+        "load_s": max(r["load_s"] for r in results), "run_s": max(r["run_s"] for r in results),
+        "torch_threads": results[0]["torch_threads"], "rss_samples": results[0]["rss_samples"],
+        "thread_cpu_s": results[0].get("thread_cpu_s", {}),
+    }
 
 
 def drain_naive(stage: Stage, variants: list[tuple[str, list[NewsIn], str]]) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,12 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"{'end to end (Kafka -> DB -> signals)':<34}{_rate(e2e['msgs_per_s'])}  {e2e['messages']} messages "
                  f"in {len(e2e['rounds'])} rounds ({per_round}), {e2e['batches']} batches of {e2e['mean_batch']}, "
                  f"peak RSS {e2e['peak_rss_mib']:.0f} MiB")
+    layouts = report.get("layouts")
+    if layouts:
+        for name, rate in layouts["msgs_per_s"].items():
+            processes, threads = name.split("x")
+            label = f"  {processes} process(es) x {threads} thread(s)"
+            lines.append(f"{label:<34}{_rate(rate)}  end to end{' (best)' if name == layouts['best'] else ''}")
     labels = {"naive": "naive, tutorial (torch threads)", "naive_consumer_threads": "naive, consumer's threads"}
     for phase, label in labels.items():
         naive = report.get(phase)

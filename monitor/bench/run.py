@@ -56,6 +56,7 @@ class BenchOptions:
     latency: bool = True
     quality: bool = False
     soak: bool = False
+    layouts: bool = True
     rounds: int = 2
     e2e_rounds: int = 3
     workdir: Path | None = None
@@ -145,6 +146,9 @@ def run(options: BenchOptions) -> dict[str, Any]:
                       settings.kafka_partitions, options.database_url)
         report.update(streaming_rounds(stage, scorer, texts, micro, messages, rounds))
         e2e_rate = report["end_to_end"]["msgs_per_s"]
+        if options.layouts and not options.soak and usable_cores() > 1:
+            report["layouts"] = compare_layouts(stage, messages[:math.ceil(len(messages) / rounds)], threads,
+                                                report["end_to_end"])
         if options.compare_precision:
             report["precision_comparison"] = compare_precision(scorer, texts[:PRECISION_TEXTS], micro,
                                                                options.rounds)
@@ -170,6 +174,20 @@ def run(options: BenchOptions) -> dict[str, Any]:
             path.unlink()
     report["workdir"] = str(workdir)
     return report
+
+
+def compare_layouts(stage: Stage, messages: list[NewsIn], threads: int, e2e: dict[str, Any]) -> dict[str, Any]:
+    """How best to use every core end to end: the default (one process, ``threads`` scoring threads) against one
+    process scoring on all cores and against one process per core, each draining the same messages."""
+    cores = usable_cores()
+    rates = {f"1x{threads}": e2e["msgs_per_s"]}
+    for processes, per_process in ((1, cores), (cores, 1)):
+        name = f"{processes}x{per_process}"
+        if name not in rates:
+            rates[name] = drain(stage, f"layout-{name}", messages, processes, per_process)["msgs_per_s"]
+    best = max(rates, key=lambda name: rates[name])
+    return {"msgs_per_s": rates, "best": best, "cores": cores,
+            "note": f"processes x scoring threads per process; 1x{threads} is the end-to-end phase above"}
 
 
 def cpu_model() -> str:
