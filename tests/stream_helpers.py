@@ -106,6 +106,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
               "model_dir", "device", *FAST_GROUP]
     for name in fields:
         env[f"FINPULSE_{name.upper()}"] = str(getattr(settings, name))
+    env["FINPULSE_CONSUMER_PROCESSES"] = "1"  # one member per subprocess: the tests kill and count members
     return env
 
 

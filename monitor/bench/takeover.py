@@ -115,6 +115,7 @@ class Trial:
             "FINPULSE_KAFKA_DEAD_LETTER_TOPIC": f"{self.topic}.dlq", "FINPULSE_KAFKA_GROUP_ID": self.topic,
             "FINPULSE_KAFKA_SESSION_TIMEOUT_MS": str(self.arm.session_ms), "FINPULSE_STATS_INTERVAL_S": "1",
             "FINPULSE_HEALTH_DIR": str(self.workdir / "health"), "FINPULSE_LOG_LEVEL": "INFO",
+            "FINPULSE_CONSUMER_PROCESSES": "1",  # one member per process: the trial kills a member
         })
         if self.arm.static:
             env["FINPULSE_KAFKA_GROUP_INSTANCE_ID"] = f"{self.topic}-m{member}"

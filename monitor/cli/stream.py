@@ -21,12 +21,25 @@ def consume(
     idle_exit_s: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds without a "
                                                                     "message while partitions are assigned. "
                                                                     "Default: never.")] = None,
+    processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes, one scoring thread each "
+                                                              "(default: FINPULSE_CONSUMER_PROCESSES; 1 with "
+                                                              "--max-messages, which then counts per process).")]
+    = None,
 ) -> None:
     """Score the news topic into the database. SIGTERM/Ctrl-C finish the current batch, commit and exit 0."""
+    from monitor.cli.supervise import default_processes, supervise  # lazy: startup
     from monitor.core.settings import get_settings  # lazy: startup
+
+    settings = get_settings()
+    count = processes or (1 if max_messages else default_processes(settings.consumer_processes, settings.device))
+    if count > 1:
+        args = [f"--max-messages={max_messages}"] if max_messages else []
+        args += [f"--idle-exit-s={idle_exit_s}"] if idle_exit_s is not None else []
+        raise typer.Exit(supervise(count, args, settings.kafka_group_instance_id))
+
     from monitor.stream.consumer import NewsConsumer  # lazy: torch
 
-    consumer = NewsConsumer(get_settings(), max_messages=max_messages, idle_exit_s=idle_exit_s)
+    consumer = NewsConsumer(settings, max_messages=max_messages, idle_exit_s=idle_exit_s)
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("%s received: finishing the current batch (send it again to stop at once)",

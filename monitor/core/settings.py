@@ -96,9 +96,7 @@ class Settings(BaseSettings):
 
     # --- Model and scoring -------------------------------------------------------------------------------
     models_dir: Path = Field(Path("./var/models"), description="Where trained model versions are written.")
-    model_dir: Path | None = Field(
-        None, description="Model directory to serve; unset = the registry's champion."
-    )
+    model_dir: Path | None = Field(None, description="Model directory to serve; unset = the registry's champion.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda.")
     backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="Scoring engine: torch, onnx (ONNX Runtime, the model's ONNX export) or auto = on a CPU "
@@ -111,6 +109,8 @@ class Settings(BaseSettings):
     batch_max_messages: int = Field(64, ge=1, le=10_000, description="A micro-batch closes at this many messages...")
     batch_max_wait_ms: int = Field(250, ge=1, le=600_000, description="...or after this many milliseconds.")
     score_batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
+    consumer_processes: int = Field(0, ge=0, le=256, description="Processes `finpulse consume` runs, one scoring "
+                                    "thread each; 0 = one per usable CPU core (one on a GPU host).")
     max_seq_length: int = Field(128, ge=8, le=512, description="Tokens per text given to the model.")
     body_max_chars: int = Field(2_000, ge=0, description="Body characters kept for the model (rest truncated).")
     max_message_bytes: int = Field(
