@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
 from finetune.data.sources import DataSpec
+from finetune.data.testsets import parse_named_specs
 from monitor.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class DataArgs:
 
 @dataclass
 class TrainArgs(DataArgs):
-    """Fine-tune finpulse's multi-task model (document sentiment, NER, entity sentiment) and save a version."""
+    """Fine-tune finpulse's multi-task model (document sentiment, NER, entity sentiment) and save a version.
+    `finpulse train --preset finance` trains the recommended teacher + student recipe instead (see its --help)."""
 
     validation_data: list[str] = field(default_factory=list, metadata=_help(
         "Validation sources (same syntax as --data) for early stopping and metrics.json; "
@@ -60,6 +62,9 @@ class TrainArgs(DataArgs):
     exclude_data: list[str] = field(default_factory=list, metadata=_help(
         "Sources whose texts must never be trained on (e.g. the test set you report on); near-duplicates of "
         "their texts are removed from the training data."))
+    test_data: list[str] = field(default_factory=list, metadata=_help(
+        "Named test sets NAME=KIND=PATH[?opt=value&...] (e.g. tfns_valid=tfns=FILE), repeatable: excluded from "
+        "training like --exclude-data, scored with the saved model after training; metrics.json `tests`."))
     base_model: str = field(default="all-MiniLM-L6-v2", metadata=_help(
         "Encoder to fine-tune: the packaged default, a local directory or a Hugging Face id (safetensors only)."))
     init_model: str | None = field(default=None, metadata=_help(
@@ -271,6 +276,7 @@ def _validate(args: DataArgs) -> None:
         checks += [(args.lora_rank >= 1, "--lora-rank must be >= 1"), (args.lora_alpha > 0, "--lora-alpha must be > 0"),
                    (0 <= args.lora_dropout < 1, "--lora-dropout must be in [0, 1)"),
                    (args.lora_learning_rate is None or args.lora_learning_rate > 0, "--lora-learning-rate > 0")]
+        parse_named_specs(args.test_data)  # a malformed NAME=KIND=PATH fails before any data is read
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}; fix the flag or the --config file")

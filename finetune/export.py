@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from finetune.card_tests import tests_section
 from finetune.examples import BIO_LABELS, NER_TYPES
 from finetune.model import MultitaskModel
 from finetune.model_dir import FORMAT_VERSION, MANIFEST
@@ -146,6 +147,19 @@ def _distillation_note(distillation: dict[str, Any] | None) -> str:
             f"only). The teacher on the same validation data: {numbers or 'not measured'}.")
 
 
+def rewrite_records(path: Path, metrics: dict[str, Any]) -> None:
+    """Replace a saved version's metrics.json and model card (``finpulse train --preset`` adds the stage timings
+    after the student is saved, before it is registered), each by an atomic rename."""
+    info = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    train_args = json.loads((path / "training_args.json").read_text(encoding="utf-8"))
+    card = model_card(info, train_args, metrics, train_args.get("data_summary") or {})
+    for name, text in (("metrics.json", json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"),
+                       ("README.md", card)):
+        staged = path / f".{name}.tmp"
+        staged.write_text(text, encoding="utf-8")
+        staged.replace(path / name)
+
+
 def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
                data_summary: dict[str, Any]) -> str:
     validation = metrics.get("validation", {})
@@ -190,7 +204,7 @@ Tasks a source does not label are masked out of the loss.
 Steps: {metrics.get('steps')}, epochs: {_fmt(metrics.get('epochs'))}, precision: {metrics.get('precision')},
 device: {metrics.get('device')}, training time: {_fmt(metrics.get('train_seconds'))} s.
 {_calibration_note(metrics.get('calibration'))}
-
+{tests_section(metrics)}
 ## Serving engines
 {_onnx_note(info.get('onnx'))}
 {_peft_note(info.get('peft'))}

@@ -21,6 +21,7 @@ from finetune.base_model import resolve_base_model
 from finetune.calibrate import calibrate, recalibrated
 from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
 from finetune.data.splits import drop_overlap, split_validation, subsample
+from finetune.data.testsets import EvalSet, load_test_sets
 from finetune.data.text import settle_unlabelled, unlabelled_to_training
 from finetune.device import resolve_device, resolve_dtype
 from finetune.distill import build_distiller, check_teacher
@@ -32,6 +33,7 @@ from finetune.model import MultitaskModel, multitask_loss
 from finetune.model_dir import check_multitask_dir
 from finetune.onnx_export import export_serving
 from finetune.peft_lora import LoraTraining
+from finetune.testsets import add_onnx_tests, evaluate_tests
 from monitor.core.errors import ConfigError, DataError
 from monitor.core.settings import get_settings
 
@@ -47,9 +49,12 @@ class TrainResult:
     status: str | None = None  # registry status, set by monitor.lifecycle.training when registered
 
 
-def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, Any]]:
-    """Training and validation examples (leakage removed, optional caps) and a summary for the model card."""
+def load_data(args: TrainArgs, tests: list[EvalSet] | None = None
+              ) -> tuple[list[Example], list[Example], dict[str, Any]]:
+    """Training and validation examples (leakage removed, optional caps) and a summary for the model card.
+    The test sets (``tests``, read from ``--test-data`` when not given) are excluded like ``--exclude-data``."""
     defaults = ColumnDefaults(args.text_column, args.label_column, args.label_map)
+    tests = load_test_sets(args.test_data, defaults) if tests is None else tests
     sources: dict[str, int] = {}
     train: list[Example] = []
     for text in args.data:
@@ -62,6 +67,7 @@ def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, 
     else:
         train, valid = unlabelled_to_training(*split_validation(train, args.validation_split, args.seed))
     excluded = load_sources([DataSpec.parse(s) for s in args.exclude_data], defaults)
+    excluded += [example for test in tests for example in test.examples]
     train = drop_overlap(train, valid + excluded)
     train = subsample(train, args.max_train_samples, args.seed)
     valid = subsample(valid, args.max_eval_samples, args.seed)
@@ -72,7 +78,8 @@ def load_data(args: TrainArgs) -> tuple[list[Example], list[Example], dict[str, 
         for task in example.tasks:
             tasks[task] = tasks.get(task, 0) + 1
     summary = {"sources": sources, "train": len(train), "validation": len(valid), "train_tasks": tasks,
-               "unlabelled": sum(not example.tasks for example in train)}
+               "unlabelled": sum(not example.tasks for example in train),
+               **({"test_sets": {test.name: len(test.examples) for test in tests}} if tests else {})}
     log.info("training on %d examples (%s), validating on %d", len(train), tasks, len(valid))
     return train, valid, summary
 
@@ -111,7 +118,8 @@ def train(args: TrainArgs) -> TrainResult:
         raise ConfigError(f"{models_dir / version} already exists; choose another --version")
     if args.teacher:
         check_teacher(args.teacher)  # a wrong --teacher fails before the data is read
-    train_examples, valid_examples, summary = load_data(args)
+    test_sets = load_test_sets(args.test_data, ColumnDefaults(args.text_column, args.label_column, args.label_map))
+    train_examples, valid_examples, summary = load_data(args, test_sets)
 
     torch.manual_seed(args.seed)  # the heads' initialisation
     if args.init_model:  # continued training (retraining): the saved model's tokenizer, encoder and heads
@@ -211,6 +219,10 @@ def train(args: TrainArgs) -> TrainResult:
         **({"peft": {"method": "lora", **lora.counts}} if lora else {}),
         **({"distillation": distiller.record} if distiller is not None else {}),
     }
+    serving_length = get_settings().max_seq_length  # the test sets are scored as the saved model will serve
+    if test_sets:
+        metrics["tests"] = evaluate_tests(model, tokenizer, test_sets, max_length=serving_length,
+                                          batch_size=args.eval_batch_size, dtype=dtype)
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
                 "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch, "torch": torch.__version__, "data_summary": summary}
@@ -226,6 +238,10 @@ def train(args: TrainArgs) -> TrainResult:
             onnx_record.update({"error": f"{type(error).__name__}: {str(error)[:300]}", "validation": None,
                                 "int8_gate": {"passed": False, "reason": "ONNX export failed at training",
                                               "drops": {}, "max_drop": None}})
+            return onnx_record
+        if test_sets:  # save_version writes metrics.json after this hook, so these numbers go in too
+            add_onnx_tests(metrics["tests"], staging, onnx_record, tokenizer, test_sets, max_length=serving_length,
+                           batch_size=args.eval_batch_size, threads=args.threads or 1)
         return onnx_record
 
     path = save_version(model, tokenizer, models_dir, version, base_model=args.base_model,

@@ -1,5 +1,5 @@
-"""Models: the registry with each version's metrics, gate decision, approval and refusals; the version each live
-consumer serves; candidates awaiting approval; approve, promote and roll back (admins only, in
+"""Models: the registry with each version's metrics, test-set numbers, gate decision, approval and refusals; the
+version each live consumer serves; candidates awaiting approval; approve, promote and roll back (admins only, in
 :mod:`dashboards.model_actions`; the model is test-loaded first and a broken one refused)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboards import auth, model_actions
 from dashboards.model_actions import NOTICE_KEY
+from dashboards.model_tests import heldout_summary, heldout_table
 from dashboards.queries import training as training_queries
 from dashboards.state import load, settings
 
@@ -78,7 +79,8 @@ def registry_table(versions: list[dict[str, Any]]) -> None:
         row: dict[str, Any] = {"version": version["version"],
                                "status": STATUS_ICONS.get(version["status"], version["status"])}
         row.update(headline_metrics(version["metrics"] or {}))
-        row.update({"gate": gate_summary(version["gate"]), "ONNX": int8_summary(version["metrics"] or {}),
+        row.update({"test sets": heldout_summary(version["metrics"]),
+                    "gate": gate_summary(version["gate"]), "ONNX": int8_summary(version["metrics"] or {}),
                     "labels up to": version["trained_until_label_id"],
                     "parent": version["parent_version"], "created (UTC)": version["created_at"],
                     "approved by": _approval(version),
@@ -134,6 +136,10 @@ def details(versions: list[dict[str, Any]]) -> None:
             middle.json(version["gate"] or {}, expanded=True)
             right.markdown("**Training arguments**")
             right.json(version["train_args"] or {}, expanded=False)
+            tests = heldout_table(version["metrics"])
+            if tests is not None:
+                st.markdown("**Test sets** (held out from training, scored with the saved model)")
+                st.dataframe(tests, hide_index=True, width="stretch")
             if version["refused_at"] is not None:
                 st.error(f"Refused at {version['refused_at']:%Y-%m-%d %H:%M:%S} UTC: {version['refused_reason']}")
             if version["notes"]:

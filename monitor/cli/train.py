@@ -20,6 +20,9 @@ def train_command(ctx: typer.Context) -> None:
     from finetune.args import TrainArgs, parse_args  # lazy: startup
     from monitor.lifecycle.training import train_and_register  # lazy: torch
 
+    if any(arg == "--preset" or arg.startswith("--preset=") for arg in ctx.args):
+        _preset(ctx.args)
+        return
     args = parse_args(TrainArgs, ctx.args, prog="finpulse train")
     result = train_and_register(args)
     summary = {
@@ -29,6 +32,28 @@ def train_command(ctx: typer.Context) -> None:
         "best_score": result.metrics["best_score"],
         "validation": {task: {k: v for k, v in values.items() if isinstance(v, float | int)}
                        for task, values in result.metrics["validation"].items()},
+    }
+    if result.metrics.get("tests"):
+        from finetune.testsets import headline  # lazy: torch
+
+        summary["tests"] = {name: headline(values) for name, values in result.metrics["tests"].items()}
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _preset(argv: list[str]) -> None:
+    """``finpulse train --preset finance [--data-dir DIR] ...``: stage lines on stderr, a JSON summary on stdout."""
+    from finetune.preset import parse_preset_args  # lazy: startup
+    from finetune.testsets import headline  # lazy: torch
+    from monitor.lifecycle.training import train_preset_and_register  # lazy: torch
+
+    result = train_preset_and_register(parse_preset_args(argv), lambda line: typer.echo(line, err=True))
+    record = result.metrics["preset"]
+    summary = {
+        "version": result.version, "path": str(result.path), "registry_status": result.status,
+        "stages": [{k: stage[k] for k in ("stage", "version", "path", "base_model", "wall_seconds", "reused")}
+                   for stage in record["stages"]],
+        "wall_seconds": record["wall_seconds"],
+        "tests": {name: headline(values) for name, values in (result.metrics.get("tests") or {}).items()},
     }
     typer.echo(json.dumps(summary, indent=2))
 

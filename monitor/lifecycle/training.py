@@ -8,11 +8,14 @@ hour of training.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from finetune import preset
 from finetune.args import TrainArgs
+from finetune.preset import PresetOptions
 from finetune.train import TrainResult, train
 from monitor.core import db
 from monitor.core.settings import get_settings
@@ -42,7 +45,18 @@ def registry_url(args: TrainArgs) -> str | None:
 def train_and_register(args: TrainArgs) -> TrainResult:
     """Train, save and (unless ``--no-register`` or no database) register; ``result.status`` is the registry's."""
     url = registry_url(args)
-    result = train(args)
+    return _register(url, args, train(args))
+
+
+def train_preset_and_register(options: PresetOptions, echo: Callable[[str], None]) -> TrainResult:
+    """``finpulse train --preset``: every check first (data directory, mpnet, registry), then teacher and student
+    (:mod:`finetune.preset`); only the student is registered, and promoted."""
+    stages = preset.plan(options)
+    url = registry_url(stages.student)
+    return _register(url, stages.student, preset.run(stages, echo))
+
+
+def _register(url: str | None, args: TrainArgs, result: TrainResult) -> TrainResult:
     if url is not None:
         row = registry.register(url, version=result.version, path=str(result.path.resolve()),
                                 base_model=args.base_model,
