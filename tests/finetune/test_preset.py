@@ -79,6 +79,17 @@ def test_preset_trains_teacher_then_student_and_registers_only_the_student(
     assert "## Recipe" in card and f"{teacher_stage['wall_seconds']:.1f} s wall" in card
     assert "| teacher |" in card and "| tfns_valid |" in card
 
+    # --teacher reuses a trained teacher: only the student stage runs, and the new student becomes champion.
+    code, out, err = run_cli(monkeypatch, capsys, "train", "--preset", "finance", "--data-dir", str(data),
+                             "--max-steps", "1", "--teacher", str(teacher), "--no-onnx")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["stages"][0] == {"stage": "teacher", "version": teacher.name, "path": str(teacher),
+                                  "base_model": "all-MiniLM-L6-v2", "wall_seconds": 0.0, "reused": True}
+    assert f"stage 1/2 teacher: reusing {teacher}" in err and "stage 2/2 student: done in" in err
+    assert {row.version: row.status for row in registry.list_versions(env)} == {
+        summary["version"]: "retired", again["version"]: "champion"}
+
 
 def _error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     code, _, err = run_cli(monkeypatch, capsys, "train", "--preset", "finance", *argv)
