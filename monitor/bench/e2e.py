@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_S = 3600.0
 PARALLEL_IDLE_EXIT_S = 3.0
+LATENCY_IDLE_EXIT_S = 10.0
 
 
 @dataclass
@@ -126,11 +127,7 @@ def drain(stage: Stage, phase: str, messages: list[NewsIn], processes: int = 1,
     jobs = {name: {"settings": settings, "max_messages": len(messages), "idle_exit_s": PARALLEL_IDLE_EXIT_S,
                    "ready_file": str(ready[name]), "go_file": str(go)} for name in names}
     workers = {name: start_worker(stage, "monitor.bench.consumer", name, job, threads) for name, job in jobs.items()}
-    deadline = time.monotonic() + WORKER_TIMEOUT_S
-    while not all(path.exists() for path in ready.values()):
-        if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers.values()):
-            break  # finish_worker below reports the failure with the worker's log
-        time.sleep(0.1)
+    _await_ready(stage, workers)
     go.touch()
     results = [finish_worker(stage, name, worker) for name, worker in workers.items()]
     merged = merge_results(results)
@@ -138,6 +135,15 @@ def drain(stage: Stage, phase: str, messages: list[NewsIn], processes: int = 1,
         raise FinpulseError(f"bench phase {phase}: {processes} workers handled {merged['messages']} of "
                             f"{len(messages)} messages; see {stage.workdir}")
     return {**summarise(merged, publish_s), "processes": processes}
+
+
+def _await_ready(stage: Stage, workers: dict[str, Any]) -> None:
+    """Until every worker has loaded its model (or one has died: finish_worker then reports it with its log)."""
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not all((stage.workdir / f"{name}.ready").exists() for name in workers):
+        if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers.values()):
+            return
+        time.sleep(0.1)
 
 
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -199,19 +205,33 @@ def _paced_publish(bootstrap: str, topic: str, messages: list[NewsIn], rate: flo
         producer.close(timeout=30)
 
 
-def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: float) -> dict[str, Any]:
-    """Publish-to-commit latency at ``rate`` messages/s, after ``warmup`` messages made the consumer hot."""
+def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: float,
+            processes: int = 1) -> dict[str, Any]:
+    """Publish-to-commit latency at ``rate`` messages/s into ``processes`` consumer workers (one group, one scoring
+    thread each when several), after ``warmup`` messages made them hot."""
     phase = "latency"
     settings = stage.prepare(phase)
+    job: dict[str, Any] = {"settings": settings, "max_messages": len(warmup) + len(messages), "per_row": True}
+    names = [phase] if processes == 1 else [f"{phase}-p{number}" for number in range(processes)]
+    go = stage.workdir / f"{phase}.go"
+    if processes > 1:
+        # No worker knows its share of the messages: each leaves once the topic has been quiet for a while (longer
+        # than the pause between the warm-up and the paced messages). All join together, as in drain().
+        job.update(idle_exit_s=LATENCY_IDLE_EXIT_S, go_file=str(go))
+    workers = {name: start_worker(stage, "monitor.bench.consumer", name,
+                                  {**job, "ready_file": str(stage.workdir / f"{name}.ready")} if processes > 1
+                                  else job, 1 if processes > 1 else None) for name in names}
+    if processes > 1:
+        _await_ready(stage, workers)
+        go.touch()
     publish_all(stage.bootstrap, settings["kafka_topic"], warmup)
-    process = start_worker(stage, "monitor.bench.consumer", phase,
-                           {"settings": settings, "max_messages": len(warmup) + len(messages), "per_row": True})
     deadline = time.monotonic() + 600
     warm_ids = [news.id for news in warmup]
-    while _stored(stage.urls[phase], warm_ids) < len(warmup):  # model loaded, group joined, first batches done
-        if process.poll() is not None or time.monotonic() > deadline:
-            finish_worker(stage, phase, process, timeout_s=1)
-            raise FinpulseError("bench latency phase: the consumer did not take the warm-up messages")
+    while _stored(stage.urls[phase], warm_ids) < len(warmup):  # models loaded, group joined, first batches done
+        if any(worker.poll() is not None for worker in workers.values()) or time.monotonic() > deadline:
+            for name, worker in workers.items():
+                finish_worker(stage, name, worker, timeout_s=1)
+            raise FinpulseError("bench latency phase: the consumers did not take the warm-up messages")
         time.sleep(0.2)
     sent: dict[str, float] = {}
     failures: list[str] = []
@@ -221,11 +241,12 @@ def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: fl
     producer.join()
     if failures:
         raise FinpulseError(f"bench latency phase: {len(failures)} messages were not acknowledged ({failures[0]})")
-    result = finish_worker(stage, phase, process)
-    waits = [(committed - sent[news_id]) * 1000 for news_id, committed in result["commits"] if news_id in sent]
+    results = [finish_worker(stage, name, worker) for name, worker in workers.items()]
+    waits = [(committed - sent[news_id]) * 1000 for result in results for news_id, committed in result["commits"]
+             if news_id in sent]
     return {
-        "offered_msgs_per_s": round(rate, 2), "messages": len(waits),
+        "offered_msgs_per_s": round(rate, 2), "messages": len(waits), "processes": processes,
         "p50_ms": round(percentile(waits, 50), 1), "p95_ms": round(percentile(waits, 95), 1),
         "p99_ms": round(percentile(waits, 99), 1), "max_ms": round(max(waits), 1) if waits else None,
-        "peak_rss_mib": round(result["peak_rss_kib"] / 1024, 1),
+        "peak_rss_mib": round(max(result["peak_rss_kib"] for result in results) / 1024, 1),
     }

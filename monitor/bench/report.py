@@ -45,14 +45,20 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"{label:<34}{_rate(naive['msgs_per_s'])}  {naive['messages']} messages, torch threads "
                          f"{naive['torch_threads']}, peak RSS {naive['peak_rss_mib']:.0f} MiB")
     ratios = report["ratios"]
-    text = f"end-to-end / model-only {ratios['e2e_vs_model_only']:.1%}"
+    text = f"end-to-end / model-only {ratios['e2e_vs_model_only']:.1%} (one process, one scoring thread)"
+    default = report.get("default_layout") or {"processes": 1, "msgs_per_s": e2e["msgs_per_s"]}
+    lines += ["", text, f"finpulse consume's default ({default['processes']} process(es)): "
+                        f"{default['msgs_per_s']:.1f} msgs/s end to end"]
+    text = ""
     for phase, label in labels.items():
         if ratios.get(f"e2e_vs_{phase}") is not None:
-            text += f"; end-to-end / {label} {ratios[f'e2e_vs_{phase}']:.1f}x"
-    lines += ["", text]
+            text += f"{'; ' if text else ''}that / {label} {ratios[f'e2e_vs_{phase}']:.1f}x"
+    if text:
+        lines.append(text)
     lat = report.get("latency")
     if lat:
-        lines.append(f"publish -> DB commit at {lat['offered_msgs_per_s']:.1f} msg/s ({lat['messages']} messages): "
+        lines.append(f"publish -> DB commit at {lat['offered_msgs_per_s']:.1f} msg/s ({lat['messages']} messages, "
+                     f"{lat.get('processes', 1)} process(es)): "
                      f"p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
                      f"max {lat['max_ms']:.0f} ms")
     rss = e2e.get("rss") or {}

@@ -25,6 +25,7 @@ from monitor.bench.data import DataSource, find_source, load_messages, texts_of
 from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
 from monitor.bench.report import table
+from monitor.cli.supervise import default_processes
 from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings, get_settings
 from monitor.scoring.scorer import Scorer
@@ -146,9 +147,18 @@ def run(options: BenchOptions) -> dict[str, Any]:
                       settings.kafka_partitions, options.database_url)
         report.update(streaming_rounds(stage, scorer, texts, micro, messages, rounds))
         e2e_rate = report["end_to_end"]["msgs_per_s"]
+        processes = 1 if options.soak else default_processes(settings.consumer_processes, settings.device)
         if options.layouts and not options.soak and usable_cores() > 1:
             report["layouts"] = compare_layouts(stage, messages[:math.ceil(len(messages) / rounds)], threads,
                                                 report["end_to_end"])
+        if processes > 1:  # what `finpulse consume` runs by default: the rate the naive consumer is compared with
+            layout = f"{processes}x1"
+            if layout not in report.get("layouts", {}).get("msgs_per_s", {}):
+                part = messages[:math.ceil(len(messages) / rounds)]
+                rate = drain(stage, f"layout-{layout}", part, processes, 1)["msgs_per_s"]
+                report.setdefault("layouts", {"msgs_per_s": {}, "best": layout})["msgs_per_s"][layout] = rate
+            e2e_rate = report["layouts"]["msgs_per_s"][layout]
+        report["default_layout"] = {"processes": processes, "msgs_per_s": e2e_rate}
         if options.compare_precision:
             report["precision_comparison"] = compare_precision(scorer, texts[:PRECISION_TEXTS], micro,
                                                                options.rounds)
@@ -165,9 +175,13 @@ def run(options: BenchOptions) -> dict[str, Any]:
                 report["ratios"][f"e2e_vs_{phase}"] = round(e2e_rate / rate, 2) if rate else None
         if options.latency and not options.soak:
             rate = options.latency_rate or e2e_rate / 2
+            if rate <= 0:
+                raise ConfigError("the end-to-end phases drained too few batches to measure a rate for the latency "
+                                  "phase; raise --messages or give --latency-rate")
             count = max(20, math.ceil(rate * options.latency_seconds))
             warmup = load_messages(source, 2 * micro, f"b{run_id}w")
-            report["latency"] = latency(stage, warmup, load_messages(source, count, f"b{run_id}l"), rate)
+            report["latency"] = latency(stage, warmup, load_messages(source, count, f"b{run_id}l"), rate,
+                                        processes)
     report["seconds"] = round(time.monotonic() - started, 1)
     if not options.keep:
         for path in workdir.glob("*.db*"):
