@@ -1,18 +1,19 @@
 """Worker process of ``finpulse bench``: the real consumer (:class:`monitor.stream.consumer.NewsConsumer`), observed.
 
 ``python -m monitor.bench.consumer JOB.json`` reads ``{"settings": {...}, "max_messages": N, "out": PATH,
-"per_row": bool}``, consumes until N messages were handled (or, with ``idle_exit_s``, until the topic is idle),
-and writes to ``out``: per-batch commit times (and each inserted row's commit time with ``per_row``), RSS samples
-(for the soak report), CPU seconds per thread and the peak RSS of this process. With ``ready_file`` and
-``go_file`` it loads its model, says so, and waits for the go before it joins the group, so that several workers
-join in one rebalance. The consumer runs in its own process so its memory is measured alone and the benchmark's
-producer does not share its interpreter (GIL).
+"per_row": bool}``, consumes until N messages were handled (or, with ``stop_file``, until that file appears), and
+writes to ``out``: per-batch commit times (and each inserted row's commit time with ``per_row``), RSS samples (for
+the soak report), CPU seconds per thread and the peak RSS of this process. With ``ready_file`` and ``go_file`` it
+loads its model, says so, and waits for the go before it joins the group, so that several workers join in one
+rebalance. The consumer runs in its own process so its memory is measured alone and the benchmark's producer does
+not share its interpreter (GIL).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ from monitor.stream.consumer import NewsConsumer
 log = logging.getLogger(__name__)
 
 GO_TIMEOUT_S = 600.0
+
+
+def _stop_when(path: Path, consumer: NewsConsumer) -> None:
+    while not path.exists():
+        time.sleep(0.1)
+    consumer.stop()
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +46,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         go, deadline = Path(job["go_file"]), time.monotonic() + GO_TIMEOUT_S
         while not go.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+    if job.get("stop_file"):
+        threading.Thread(target=_stop_when, args=(Path(job["stop_file"]), consumer), name="bench-stop",
+                         daemon=True).start()
     loaded = time.monotonic()
     rss_after_load = rss_kib()
     sampler = RssSampler(lambda: consumer.summary.messages, float(job.get("rss_interval_s", 0.5))).start()

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT_S = 3600.0
-PARALLEL_IDLE_EXIT_S = 3.0
-LATENCY_IDLE_EXIT_S = 10.0
 
 
 @dataclass
@@ -119,16 +117,10 @@ def drain(stage: Stage, phase: str, messages: list[NewsIn], processes: int = 1,
         worker = start_worker(stage, "monitor.bench.consumer", phase, job, threads)
         return summarise(finish_worker(stage, phase, worker), publish_s)
     # Several workers: each loads its model, then all join the group together (one rebalance, not one per worker)
-    # and leave when the topic has been idle for a while; throughput counts from the first commit of any worker
+    # and all leave once the database holds every message; throughput counts from the first commit of any worker
     # to the last commit of any, without each worker's first batch.
-    go = stage.workdir / f"{phase}.go"
-    names = [f"{phase}-p{number}" for number in range(processes)]
-    ready = {name: stage.workdir / f"{name}.ready" for name in names}
-    jobs = {name: {"settings": settings, "max_messages": len(messages), "idle_exit_s": PARALLEL_IDLE_EXIT_S,
-                   "ready_file": str(ready[name]), "go_file": str(go)} for name in names}
-    workers = {name: start_worker(stage, "monitor.bench.consumer", name, job, threads) for name, job in jobs.items()}
-    _await_ready(stage, workers)
-    go.touch()
+    workers = start_group(stage, phase, settings, processes, threads)
+    _await_stored(stage, phase, messages, workers)
     results = [finish_worker(stage, name, worker) for name, worker in workers.items()]
     merged = merge_results(results)
     if merged["messages"] < len(messages):
@@ -137,13 +129,36 @@ def drain(stage: Stage, phase: str, messages: list[NewsIn], processes: int = 1,
     return {**summarise(merged, publish_s), "processes": processes}
 
 
-def _await_ready(stage: Stage, workers: dict[str, Any]) -> None:
-    """Until every worker has loaded its model (or one has died: finish_worker then reports it with its log)."""
+def start_group(stage: Stage, phase: str, settings: dict[str, Any], processes: int, threads: int | None,
+                per_row: bool = False) -> dict[str, Any]:
+    """``processes`` consumer workers of one group that load their models, then join together; they stop when
+    ``<phase>.stop`` appears (:func:`_await_stored` makes it)."""
+    names = [f"{phase}-p{number}" for number in range(processes)]
+    job = {"settings": settings, "max_messages": 10**12, "per_row": per_row,
+           "go_file": str(stage.workdir / f"{phase}.go"), "stop_file": str(stage.workdir / f"{phase}.stop")}
+    workers = {name: start_worker(stage, "monitor.bench.consumer", name,
+                                  {**job, "ready_file": str(stage.workdir / f"{name}.ready")}, threads)
+               for name in names}
     deadline = time.monotonic() + WORKER_TIMEOUT_S
-    while not all((stage.workdir / f"{name}.ready").exists() for name in workers):
+    while not all((stage.workdir / f"{name}.ready").exists() for name in names):
         if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers.values()):
-            return
+            break  # finish_worker reports the failure with the worker's log
         time.sleep(0.1)
+    (stage.workdir / f"{phase}.go").touch()
+    return workers
+
+
+def _await_stored(stage: Stage, phase: str, messages: list[NewsIn], workers: dict[str, Any]) -> None:
+    """Until the phase's database holds every message; then tell the workers to finish and leave."""
+    ids, deadline = [news.id for news in messages], time.monotonic() + WORKER_TIMEOUT_S
+    try:
+        while _stored(stage.urls[phase], ids) < len(ids):
+            if any(worker.poll() is not None for worker in workers.values()) or time.monotonic() > deadline:
+                raise FinpulseError(f"bench phase {phase}: the consumers stopped or stalled before storing all "
+                                    f"{len(ids)} messages; see the {phase}-p*.log files in {stage.workdir}")
+            time.sleep(0.2)
+    finally:
+        (stage.workdir / f"{phase}.stop").touch()
 
 
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -211,19 +226,11 @@ def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: fl
     thread each when several), after ``warmup`` messages made them hot."""
     phase = "latency"
     settings = stage.prepare(phase)
-    job: dict[str, Any] = {"settings": settings, "max_messages": len(warmup) + len(messages), "per_row": True}
-    names = [phase] if processes == 1 else [f"{phase}-p{number}" for number in range(processes)]
-    go = stage.workdir / f"{phase}.go"
-    if processes > 1:
-        # No worker knows its share of the messages: each leaves once the topic has been quiet for a while (longer
-        # than the pause between the warm-up and the paced messages). All join together, as in drain().
-        job.update(idle_exit_s=LATENCY_IDLE_EXIT_S, go_file=str(go))
-    workers = {name: start_worker(stage, "monitor.bench.consumer", name,
-                                  {**job, "ready_file": str(stage.workdir / f"{name}.ready")} if processes > 1
-                                  else job, 1 if processes > 1 else None) for name in names}
-    if processes > 1:
-        _await_ready(stage, workers)
-        go.touch()
+    if processes == 1:
+        job = {"settings": settings, "max_messages": len(warmup) + len(messages), "per_row": True}
+        workers = {phase: start_worker(stage, "monitor.bench.consumer", phase, job)}
+    else:
+        workers = start_group(stage, phase, settings, processes, 1, per_row=True)
     publish_all(stage.bootstrap, settings["kafka_topic"], warmup)
     deadline = time.monotonic() + 600
     warm_ids = [news.id for news in warmup]
@@ -241,6 +248,8 @@ def latency(stage: Stage, warmup: list[NewsIn], messages: list[NewsIn], rate: fl
     producer.join()
     if failures:
         raise FinpulseError(f"bench latency phase: {len(failures)} messages were not acknowledged ({failures[0]})")
+    if processes > 1:
+        _await_stored(stage, phase, warmup + messages, workers)
     results = [finish_worker(stage, name, worker) for name, worker in workers.items()]
     waits = [(committed - sent[news_id]) * 1000 for result in results for news_id, committed in result["commits"]
              if news_id in sent]

@@ -22,8 +22,9 @@ def consume(
                                                                     "message while partitions are assigned. "
                                                                     "Default: never.")] = None,
     processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes, one scoring thread each "
-                                                              "(default: FINPULSE_CONSUMER_PROCESSES; 1 with "
-                                                              "--max-messages, which then counts per process).")]
+                                                              "when several (default: FINPULSE_CONSUMER_PROCESSES; "
+                                                              "1 with --max-messages, which then counts per "
+                                                              "process).")]
     = None,
 ) -> None:
     """Score the news topic into the database. SIGTERM/Ctrl-C finish the current batch, commit and exit 0."""

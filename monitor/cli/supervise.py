@@ -1,9 +1,11 @@
-"""`finpulse consume` on every core: one consumer process per core, each scoring on one thread.
+"""`finpulse consume --processes N` (``FINPULSE_CONSUMER_PROCESSES``): several consumer processes on one host, each
+scoring on one thread.
 
-Why processes and not more scoring threads: measured with `finpulse bench` (its layouts phase) on a 2-core host,
-two consumer processes with one scoring thread each drained more end to end than one process scoring on both cores
-(see the README's Performance section). Each process's main thread (poll, validate, write, commit) overlaps with the
-other's scoring, and no GIL, OpenMP pool or ONNX Runtime pool is shared.
+The default stays one process: on the idle 2-core development host, `finpulse bench` (its layouts phase) measured
+one process with one scoring thread as fast end to end as one process scoring on both cores and faster than two
+processes (see the README's Performance section): the consumer's own thread already keeps the second core busy, and
+two members split a keyed topic's partitions unevenly. Where the cores are many or shared with other work, measure
+with `finpulse bench` and set the number.
 
 The children are fresh interpreters running `finpulse consume` with ``FINPULSE_CONSUMER_PROCESSES=1`` (torch, ONNX
 Runtime and the Kafka client are not fork-safe) and one scoring thread unless ``OMP_NUM_THREADS`` is set. They join
