@@ -22,7 +22,7 @@ def consume(
                                                                     "message while partitions are assigned. "
                                                                     "Default: never.")] = None,
     processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes, one scoring thread each "
-                                                              "when several (default: FINPULSE_CONSUMER_PROCESSES; "
+                                                              "(default: FINPULSE_CONSUMER_PROCESSES, one per core; "
                                                               "1 with --max-messages, which then counts per "
                                                               "process).")]
     = None,
