@@ -82,6 +82,14 @@ def _check_part(path: Path, part: str) -> None:
         raise DataError(f"{path}: sentfin option part={part!r}; expected all, train or heldout")
 
 
+def _title_and_entities(record: dict[str, Any], where: str) -> tuple[str, list[Any]]:
+    title, entities = record.get("title"), record.get("entities")
+    if not isinstance(title, str) or not isinstance(entities, list):
+        raise DataError(f"{where}: expected {{'title': str, 'entities': [{{'entity', 'sentiment'}}]}}, "
+                        f"found keys {sorted(record)}")
+    return title, entities
+
+
 def read_sentfin(path: Path, part: str = "all", heldout: float = 0.2, seed: int = 0) -> list[Example]:
     """SEntFiN derived JSON lines ``{s_no, title, entities: [{entity, sentiment}]}``. Spans are silver: the entity
     string matched in the title; unmatched entities are skipped. ``part`` picks a split fixed by ``seed`` in which
@@ -91,10 +99,7 @@ def read_sentfin(path: Path, part: str = "all", heldout: float = 0.2, seed: int 
     out, unmatched = [], 0
     for number, record in _records(path):
         where = f"{path}:{number}"
-        title, entities = record.get("title"), record.get("entities")
-        if not isinstance(title, str) or not isinstance(entities, list):
-            raise DataError(f"{where}: expected {{'title': str, 'entities': [{{'entity', 'sentiment'}}]}}, "
-                            f"found keys {sorted(record)}")
+        title, entities = _title_and_entities(record, where)
         if not in_part(title, part, heldout, seed):
             continue
         spans: list[Span] = []
@@ -126,10 +131,7 @@ def read_sentfin_documents(path: Path, part: str = "all", heldout: float = 0.2, 
     first: dict[str, tuple[str, str]] = {}  # normalized title -> (title, where) of its first occurrence
     for number, record in _records(path):
         where = f"{path}:{number}"
-        title, entities = record.get("title"), record.get("entities")
-        if not isinstance(title, str) or not isinstance(entities, list):
-            raise DataError(f"{where}: expected {{'title': str, 'entities': [{{'entity', 'sentiment'}}]}}, "
-                            f"found keys {sorted(record)}")
+        title, entities = _title_and_entities(record, where)
         if not entities or not in_part(title, part, heldout, seed):
             continue
         key = normalize_text(title)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from finetune.data.download import GitHubDownloader
 from finetune.data.fetch import fetch
 from finetune.data.public import DATASETS, PUBLIC_FILES, PublicFile
 from monitor.core.errors import DataError
+from tests.finetune.train_helpers import run_cli
 from tests.helpers import one_line_error
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -24,14 +24,6 @@ NEEDS_SHARED = pytest.mark.skipif(not (SHARED / "tfns" / "sent_train.csv").is_fi
                                   reason=f"{SHARED} absent (public data beside the checkout)")
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from monitor.app import main
-
-    monkeypatch.setattr(sys, "argv", ["finpulse", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 def sha(data: bytes) -> str:

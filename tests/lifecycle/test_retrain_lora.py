@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,27 +12,10 @@ from finetune.model import MultitaskModel
 from finetune.model_dir import read_manifest
 from finetune.peft_lora import apply_adapter
 from monitor.core import db
-from monitor.core.settings import get_settings
 from monitor.lifecycle import registry
 from monitor.lifecycle.retrain import retrain
+from tests.lifecycle.test_retrain import run_cli
 from tests.retrain_helpers import add_labels, make_champion, retrain_settings, settings_env
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str],
-            *argv: str) -> tuple[int, str, str]:
-    from monitor.app import main
-
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    monkeypatch.setattr(sys, "argv", ["finpulse", *argv])
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        get_settings.cache_clear()
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
 
 
 def test_lora_retraining_from_the_champion_goes_through_the_gate(

@@ -28,6 +28,16 @@ def start_set(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
                                 env={**env, "FINPULSE_CONSUMER_PROCESSES": "2"}, stdout=out, stderr=subprocess.STDOUT)
 
 
+def set_up(broker: EmbeddedBroker, topics: tuple[str, str], url: str, model: Path,
+           log_path: Path) -> tuple[dict[str, str], subprocess.Popen[bytes], list[int]]:
+    """A migrated database and a running `finpulse consume` with two children: (its env, the parent, the pids)."""
+    db.upgrade(url)
+    env = settings_env(consumer_settings(broker.bootstrap, topics, url, model))
+    parent = start_set(env, log_path)
+    wait_for(lambda: len(children_of(parent.pid)) == 2, 30, "two consumer processes")
+    return env, parent, children_of(parent.pid)
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -62,13 +72,9 @@ def members(url: str) -> set[str]:
 def test_two_processes_share_the_partitions_and_stop_together(
     broker: EmbeddedBroker, topics: tuple[str, str], sqlite_url: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    db.upgrade(sqlite_url)
-    env = settings_env(consumer_settings(broker.bootstrap, topics, sqlite_url, tiny_model_dir))
     log_path = tmp_path / "consume.log"
-    parent = start_set(env, log_path)
+    _, parent, pids = set_up(broker, topics, sqlite_url, tiny_model_dir, log_path)
     try:
-        wait_for(lambda: len(children_of(parent.pid)) == 2, 30, "two consumer processes")
-        pids = children_of(parent.pid)
         publish(broker.bootstrap, topics[0], [(f"T{i % 17}".encode(), encode(news(i))) for i in range(MESSAGES)])
         wait_for(lambda: row_counts(sqlite_url)[0] >= MESSAGES, 180, f"{MESSAGES} rows")
         # Both children are members of the group, each with its own heartbeat row (host:pid).
@@ -89,13 +95,9 @@ def test_two_processes_share_the_partitions_and_stop_together(
 def test_a_crashed_child_stops_the_set_and_a_killed_parent_leaves_no_orphan(
     broker: EmbeddedBroker, topics: tuple[str, str], sqlite_url: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    db.upgrade(sqlite_url)
-    env = settings_env(consumer_settings(broker.bootstrap, topics, sqlite_url, tiny_model_dir))
     log_path = tmp_path / "consume.log"
-    parent = start_set(env, log_path)
+    env, parent, (first, second) = set_up(broker, topics, sqlite_url, tiny_model_dir, log_path)
     try:
-        wait_for(lambda: len(children_of(parent.pid)) == 2, 30, "two consumer processes")
-        first, second = children_of(parent.pid)
         os.kill(first, signal.SIGKILL)
         assert parent.wait(timeout=60) == 128 + signal.SIGKILL, log_tail(log_path)
         assert not alive(second)
