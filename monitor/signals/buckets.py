@@ -1,10 +1,11 @@
 """Maintains the per-entity signal buckets incrementally, inside the transaction that stores a scored batch.
 
-Per batch: mark near-duplicates, insert the entity mentions, then per touched bucket (usually one or two) read the
-trailing baselines of its entities from the signal table's own earlier buckets (one query) and add the batch's sums
-with ONE dialect-aware ``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count, ...`` that also
-recomputes the derived columns from the new totals. The addition is atomic, so two consumers adding to the same
-bucket never lose an increment. The news table is never rescanned.
+Per batch: mark near-duplicates, insert the entity mentions, read the entities' buckets over the batch's span and
+its baseline once (:mod:`monitor.signals.history`), then per touched bucket, oldest first, add the batch's sums,
+judged against the trailing baselines summed from that read, with ONE dialect-aware
+``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count, ...`` that also recomputes the derived
+columns from the new totals. The addition is atomic, so two consumers adding to the same bucket never lose an
+increment. The news table is never rescanned.
 
 Order independence: a batch that adds to a bucket older than its entity's newest (late data, or a stored story
 whose near-duplicate role changed) also rewrites the derived columns of the later buckets that change
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Table, and_, bindparam, case, cast, delete, or_, select
+from sqlalchemy import Float, Table, and_, bindparam, case, cast, delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from monitor.core.settings import Settings
 from monitor.signals.dedup import Dedup, mark_duplicates
+from monitor.signals.history import BucketHistory
 from monitor.signals.math import (
     Baseline,
     Increment,
@@ -39,7 +41,7 @@ from monitor.signals.math import (
     volume_ratio,
     zscore,
 )
-from monitor.signals.recompute import aware, baseline_columns, stale_buckets
+from monitor.signals.recompute import stale_buckets
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity
 from schemas.types import utcnow
@@ -133,38 +135,17 @@ def _row_values(key: str, start: datetime, width_s: int, inc: Increment, baselin
     }
 
 
-def _baselines(session: Session, keys: Sequence[str], start: datetime, width_s: int,
-               window: timedelta) -> dict[str, Baseline]:
-    """One query: each entity's baseline sums and the EWMA of its newest baseline bucket (window functions)."""
-    c = SIGNALS.c
-    inner = (
-        select(*baseline_columns(c))
-        .where(c.bucket_s == width_s, c.entity.in_(keys), c.count > 0)
-        .where(c.bucket_start >= start - window, c.bucket_start < start)
-        .subquery()
-    )
-    out = {}
-    for entity, previous, stories, buckets, mean_sum, mean_sq_sum, first, _ in session.execute(
-        select(inner).where(inner.c.newest == 1)
-    ):
-        out[entity] = Baseline.from_sums(
-            stories=int(stories or 0), buckets=int(buckets), mean_sum=float(mean_sum or 0),
-            mean_sq_sum=float(mean_sq_sum or 0), first_start=None if first is None else aware(first),
-            previous_ewma=None if previous is None else float(previous), start=start, width_s=width_s,
-            window=window,
-        )
-    return out
-
-
 def _write_buckets(session: Session, increments: dict[tuple[str, datetime], Increment], settings: Settings) -> None:
-    """Per bucket start, oldest first: read the baselines of the entities the batch adds to, then upsert them
-    together with the later buckets whose baselines late data changed (their new baselines come from
-    :func:`stale_buckets`, their increment is zero); so a later bucket's baseline includes an earlier bucket
-    written, or rewritten, by this same batch."""
+    """Per bucket start, oldest first: upsert the buckets the batch adds to, judged against their baselines, together
+    with the later buckets whose baselines late data changed (their new baselines come from :func:`stale_buckets`,
+    their increment is zero). The baselines come from one read of the entities' buckets (:class:`BucketHistory`)
+    that each write is folded into, so a later bucket's baseline includes an earlier bucket written, or rewritten,
+    by this same batch."""
     width_s, alpha, now = settings.signal_bucket_s, settings.signal_ewma_alpha, utcnow()
     window = timedelta(days=settings.signal_baseline_days)
     stale = stale_buckets(session, increments, settings)
     statement = _upsert_statement(session, alpha)
+    history = BucketHistory.load(session, [*increments, *stale], width_s, window, alpha)
     by_start: dict[datetime, list[str]] = defaultdict(list)
     for key, start in sorted([*increments, *stale]):
         by_start[start].append(key)
@@ -172,13 +153,12 @@ def _write_buckets(session: Session, increments: dict[tuple[str, datetime], Incr
         keys = sorted(by_start[start])  # every writer takes the row locks in the same order: no deadlock
         for offset in range(0, len(keys), _CHUNK):
             chunk = keys[offset:offset + _CHUNK]
-            fresh = [key for key in chunk if (key, start) in increments]
-            baselines = _baselines(session, fresh, start, width_s, window) if fresh else {}
-            session.execute(statement, [
-                _row_values(key, start, width_s, increments.get((key, start)) or Increment(),
-                            stale.get((key, start)) or baselines.get(key, Baseline()), alpha, now)
-                for key in chunk
-            ])
+            written = [(key, increments.get((key, start)) or Increment(),
+                        stale.get((key, start)) or history.baseline(key, start)) for key in chunk]
+            session.execute(statement, [_row_values(key, start, width_s, increment, baseline, alpha, now)
+                                        for key, increment, baseline in written])
+            for key, increment, baseline in written:
+                history.wrote(key, start, increment, baseline)
 
 
 def _count_flips(session: Session, dedup: Dedup, increments: dict[tuple[str, datetime], Increment],

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlmodel import Session
 
 from monitor.core.db import make_engine, session_scope
@@ -146,6 +146,39 @@ def test_incremental_signals_equal_a_from_scratch_computation(db_url: str) -> No
         _assert_close(got.ewma_score, want["ewma"], f"{key} ewma")
     assert any(w["zscore"] is not None for w in expected.values())
     assert stored[("*", min(s for _, s in stored))].count > 0
+
+
+def test_a_backlog_batch_reads_the_signal_table_a_fixed_number_of_times(db_url: str) -> None:
+    """A consumer catching up covers hours of event time per batch: its baselines come from one read of the signal
+    table, not one per bucket start, and still equal the from-scratch computation (the batch's own earlier buckets
+    included)."""
+    settings = _settings()
+    rows = sorted(_random_stream(6, 300, duplicate_share=0), key=lambda r: (r.published_at, r.id))
+    expected = _reference(rows, settings)
+    _store(db_url, [rows[:100]], settings)
+    backlog = rows[100:]
+    starts = {int(r.published_at.timestamp()) // WIDTH for r in backlog}
+    assert len(starts) >= 20
+    engine = make_engine(db_url)
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "entity_signal" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    with session_scope(engine) as session:
+        session.add_all(backlog)
+        session.flush()
+        record_batch(session, backlog, settings)
+    engine.dispose()
+    assert 1 <= len(reads) <= 2, f"{len(reads)} reads of entity_signal for {len(starts)} bucket starts"
+    stored = _signals(db_url)
+    for key, want in expected.items():
+        _assert_close(stored[key].zscore, want["zscore"], f"{key} zscore")
+        _assert_close(stored[key].volume_ratio, want["volume_ratio"], f"{key} volume ratio")
+        _assert_close(stored[key].ewma_score, want["ewma"], f"{key} ewma")
+    assert sum(want["zscore"] is not None for want in expected.values()) >= 20
 
 
 def test_sums_do_not_depend_on_arrival_order(sqlite_url: str) -> None:

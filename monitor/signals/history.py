@@ -1,0 +1,119 @@
+"""The trailing baselines of one batch's buckets from ONE read of the signal table, kept current as it writes.
+
+The writer (:mod:`monitor.signals.buckets`) judges every bucket a batch adds to against the entity's non-empty
+buckets in ``[start - baseline, start)``. Asking the database once per bucket start re-read up to a baseline's worth
+of buckets each time: a consumer catching up on a backlog covers hours of event time per batch, and with 5-minute
+buckets and a 7-day baseline that was 60-odd queries of up to 2,016 rows per batch for a busy entity and the market
+(most of the consumer thread's CPU in ``finpulse bench``). Here the buckets of the batch's entities over
+``[earliest start - baseline, latest start]`` are read once; each baseline is then summed in Python, and each
+bucket the writer writes is folded back in with the values the upsert gives it, so a later bucket's baseline still
+includes an earlier one written (or rewritten) by the same batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, select
+from sqlmodel import Session
+
+from monitor.signals.math import Baseline, Increment, ewma, mean_or_none
+from monitor.signals.recompute import aware
+from schemas.signals import EntitySignal
+
+SIGNALS: Table = EntitySignal.__table__  # type: ignore[attr-defined]
+_KEYS_PER_QUERY = 1000  # far below every database's bind-parameter limit
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A bucket's columns as the baselines and the upsert see them."""
+
+    count: int
+    weight_sum: float
+    weighted_score_sum: float
+    mean: float | None
+    ewma: float | None
+
+
+class BucketHistory:
+    """Per entity, its buckets in start order, as stored before the batch plus what the batch wrote so far."""
+
+    def __init__(self, width_s: int, window: timedelta, alpha: float) -> None:
+        self.width_s, self.window, self.alpha = width_s, window, alpha
+        self._starts: dict[str, list[datetime]] = defaultdict(list)
+        self._rows: dict[str, list[_Stored]] = defaultdict(list)
+
+    @classmethod
+    def load(cls, session: Session, keys: Iterable[tuple[str, datetime]], width_s: int, window: timedelta,
+             alpha: float) -> BucketHistory:
+        """Read the buckets of the entities in ``keys`` over ``[earliest start - window, latest start]``."""
+        history = cls(width_s, window, alpha)
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for key, start in keys:
+            first, last = spans.get(key, (start, start))
+            spans[key] = (min(first, start), max(last, start))
+        entities = sorted(spans)
+        c = SIGNALS.c
+        for offset in range(0, len(entities), _KEYS_PER_QUERY):
+            chunk = entities[offset:offset + _KEYS_PER_QUERY]
+            low = min(spans[e][0] for e in chunk) - window
+            high = max(spans[e][1] for e in chunk)
+            query = (select(c.entity, c.bucket_start, c.count, c.weight_sum, c.weighted_score_sum, c.mean_sentiment,
+                            c.ewma_score)
+                     .where(c.bucket_s == width_s, c.entity.in_(chunk), c.bucket_start >= low, c.bucket_start <= high)
+                     .order_by(c.entity, c.bucket_start))
+            for entity, moment, count, weight, score_sum, mean, ewma_score in session.execute(query):
+                history._starts[entity].append(aware(moment))
+                history._rows[entity].append(_Stored(int(count), float(weight or 0.0), float(score_sum or 0.0),
+                                                     mean, ewma_score))
+        return history
+
+    def baseline(self, key: str, start: datetime) -> Baseline:
+        """The entity's non-empty buckets in ``[start - window, start)``, as the writer's SQL summed them."""
+        starts, rows = self._starts.get(key, []), self._rows.get(key, [])
+        lo, hi = bisect.bisect_left(starts, start - self.window), bisect.bisect_left(starts, start)
+        stories = buckets = 0
+        mean_sum = mean_sq_sum = 0.0
+        first: datetime | None = None
+        previous: float | None = None
+        for moment, row in zip(starts[lo:hi], rows[lo:hi], strict=True):
+            if row.count <= 0:
+                continue
+            if first is None:
+                first = moment
+            stories += row.count
+            buckets += 1
+            if row.mean is not None:  # SQL's SUM skips NULL
+                mean_sum += row.mean
+                mean_sq_sum += row.mean * row.mean
+            previous = row.ewma
+        if not buckets:
+            return Baseline()
+        return Baseline.from_sums(stories=stories, buckets=buckets, mean_sum=mean_sum, mean_sq_sum=mean_sq_sum,
+                                  first_start=first, previous_ewma=previous, start=start, width_s=self.width_s,
+                                  window=self.window)
+
+    def wrote(self, key: str, start: datetime, increment: Increment, baseline: Baseline) -> None:
+        """Fold in the bucket the upsert just wrote: the stored sums plus ``increment``, its mean and EWMA computed
+        as the upsert computes them."""
+        starts, rows = self._starts[key], self._rows[key]
+        at = bisect.bisect_left(starts, start)
+        stored = rows[at] if at < len(starts) and starts[at] == start else None
+        count = (stored.count if stored else 0) + increment.count
+        weight = (stored.weight_sum if stored else 0.0) + increment.weight_sum
+        score_sum = (stored.weighted_score_sum if stored else 0.0) + increment.weighted_score_sum
+        if count <= 0:
+            weight = score_sum = 0.0
+        mean = mean_or_none(score_sum, weight) if count > 0 else None
+        row = _Stored(count, weight, score_sum, mean, ewma(mean, baseline.previous_ewma, self.alpha))
+        if stored is None:
+            starts.insert(at, start)
+            rows.insert(at, row)
+        else:
+            rows[at] = row
+
