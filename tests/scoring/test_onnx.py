@@ -119,6 +119,39 @@ def test_the_int8_gate_refuses_a_model_that_int8_breaks(exported: TrainResult, t
     assert "serving ONNX fp32, not int8" in caplog.text and "no int8 recipe kept quality" in caplog.text
 
 
+def test_an_int8_recipe_that_cannot_be_built_is_refused_and_fp32_stays(
+        exported: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen on a CUDA host (torch 2.11, onnx 1.23.1): onnxruntime's quantizer failed in ONNX shape inference. The
+    # export of that version was then dropped whole; the fault is injected here into the first recipe only.
+    import onnx
+
+    from finetune import onnx_export
+
+    real = onnx_export.quantize_int8
+
+    def quantize(model_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+        if "ffn_out" in roles:
+            raise onnx.shape_inference.InferenceError(
+                "[ShapeInferenceError] Inferred shape and existing shape differ in dimension 0: (384) vs (3)")
+        return real(model_dir, roles)
+
+    monkeypatch.setattr(onnx_export, "quantize_int8", quantize)
+    target = copy_version(exported.path, tmp_path / "int8-fails", "int8-fails")
+    for name in ("model.onnx", "model.int8.onnx"):
+        (target / name).unlink(missing_ok=True)
+    info = export_serving(MultitaskModel.load(target), AutoTokenizer.from_pretrained(target), target,
+                          read_finpulse(SAMPLE / "validation.jsonl"), max_length=48)
+    first, *rest = info["int8_gate"]["recipes"]
+    assert first["recipe"] == "encoder" and not first["passed"]
+    assert first["reason"].startswith("quantization failed: InferenceError")
+    assert rest and all("quantization failed" not in r["reason"] for r in rest)  # the next recipes were tried
+    assert info["validation"]["fp32"]["sentiment"]["macro_f1"] > 0 and (target / "model.onnx").exists()
+    assert (target / "model.int8.onnx").exists() == info["int8_gate"]["passed"]
+    write_manifest(target, {**read_manifest(target), "onnx": {k: v for k, v in info.items() if k != "validation"}})
+    scorer = load_scorer(target, backend="onnx", max_length=48)
+    assert scorer.engine == "onnx" and scorer.precision == ("int8" if info["int8_gate"]["passed"] else "fp32")
+
+
 def test_the_gate_decides_on_the_largest_drop() -> None:
     fp32 = {"sentiment": {"macro_f1": 0.80}, "ner": {"f1": 0.70}, "entity_sentiment": {"macro_f1": 0.60}}
     near = {"sentiment": {"macro_f1": 0.796}, "ner": {"f1": 0.71}, "entity_sentiment": {"macro_f1": 0.596}}
