@@ -214,11 +214,10 @@ def export_serving(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, mo
             int8 = measure("int8")
         except Exception as error:  # noqa: BLE001 # int8 is optional: a recipe the quantizer cannot build (its
             # shape inference failed on another onnx/torch build) is refused like one that loses quality
-            log.warning("ONNX int8 recipe %s could not be built (%s: %s); trying the next", recipe,
-                        type(error).__name__, str(error)[:200])
+            failure = f"quantization failed: {type(error).__name__}: {str(error)[:200]}"
+            log.warning("ONNX int8 recipe %s could not be built (%s); trying the next", recipe, failure)
             (model_dir / ONNX_INT8).unlink(missing_ok=True)
-            tried.append({"recipe": recipe, "passed": False, "reason": f"quantization failed: "
-                          f"{type(error).__name__}: {str(error)[:200]}", "drops": {}, "max_drop": max_drop,
+            tried.append({"recipe": recipe, "passed": False, "reason": failure, "drops": {}, "max_drop": max_drop,
                           "metrics": {}})
             continue
         tried.append({"recipe": recipe, **gate(fp32, int8, max_drop), "metrics": int8})

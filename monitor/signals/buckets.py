@@ -145,9 +145,10 @@ def _write_buckets(session: Session, increments: dict[tuple[str, datetime], Incr
     window = timedelta(days=settings.signal_baseline_days)
     stale = stale_buckets(session, increments, settings)
     statement = _upsert_statement(session, alpha)
-    history = BucketHistory.load(session, [*increments, *stale], width_s, window, alpha)
+    written_keys = sorted([*increments, *stale])
+    history = BucketHistory.load(session, written_keys, width_s, window, alpha)
     by_start: dict[datetime, list[str]] = defaultdict(list)
-    for key, start in sorted([*increments, *stale]):
+    for key, start in written_keys:
         by_start[start].append(key)
     for start in sorted(by_start):
         keys = sorted(by_start[start])  # every writer takes the row locks in the same order: no deadlock

@@ -107,9 +107,9 @@ class BucketHistory:
         count = (stored.count if stored else 0) + increment.count
         weight = (stored.weight_sum if stored else 0.0) + increment.weight_sum
         score_sum = (stored.weighted_score_sum if stored else 0.0) + increment.weighted_score_sum
-        if count <= 0:
+        if count <= 0:  # the upsert keeps no float residue in an emptied bucket, so it has no mean
             weight = score_sum = 0.0
-        mean = mean_or_none(score_sum, weight) if count > 0 else None
+        mean = mean_or_none(score_sum, weight)
         row = _Stored(count, weight, score_sum, mean, ewma(mean, baseline.previous_ewma, self.alpha))
         if stored is None:
             starts.insert(at, start)

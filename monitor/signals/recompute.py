@@ -65,7 +65,7 @@ class _Bucket:
 
 def baseline_columns(c: Any) -> list[Any]:
     """Per entity, over its selected baseline buckets: the window-function sums :meth:`Baseline.from_sums` takes,
-    and the EWMA of its newest bucket (the writer's own baseline query and the late-data refresh share them)."""
+    and the EWMA of its newest bucket (what :meth:`BucketHistory.baseline` sums in Python for the writer)."""
     return [
         c.entity, c.ewma_score,
         func.sum(c.count).over(partition_by=c.entity).label("stories"),
@@ -137,7 +137,7 @@ def _rows(session: Session, spans: dict[str, tuple[datetime, datetime]], increme
 def _summaries(session: Session, spans: dict[str, tuple[datetime, datetime]], width_s: int,
                window: timedelta) -> dict[str, _Bucket]:
     """Per late entity whose span is shorter than the baseline: its non-empty buckets in [N - baseline, L), which
-    every recomputed baseline holds whole, summed by the database (as the writer's own baseline query does)."""
+    every recomputed baseline holds whole, summed by the database."""
     c = _SIGNALS.c
     out: dict[str, _Bucket] = {}
     short = sorted(e for e, (first, newest) in spans.items() if newest - window < first)
