@@ -22,7 +22,7 @@ from sqlmodel import Session, col
 
 from monitor.alerts.metrics import WindowMetrics
 from monitor.alerts.stats import MIN_EXPOSURE_WINDOWS, BaselineSums, sentiment, volume
-from monitor.signals.recompute import aware
+from monitor.signals.history import aware
 from schemas.alerts import LEGACY_METRICS
 from schemas.news import News
 from schemas.signals import MARKET_KEY, EntitySignal, NewsEntity

@@ -143,10 +143,10 @@ def _write_buckets(session: Session, increments: dict[tuple[str, datetime], Incr
     by this same batch."""
     width_s, alpha, now = settings.signal_bucket_s, settings.signal_ewma_alpha, utcnow()
     window = timedelta(days=settings.signal_baseline_days)
-    stale = stale_buckets(session, increments, settings)
+    history = BucketHistory.load(session, increments, width_s, window, alpha)
+    stale = stale_buckets(history, increments, settings)
     statement = _upsert_statement(session, alpha)
     written_keys = sorted([*increments, *stale])
-    history = BucketHistory.load(session, written_keys, width_s, window, alpha)
     by_start: dict[datetime, list[str]] = defaultdict(list)
     for key, start in written_keys:
         by_start[start].append(key)
