@@ -211,6 +211,20 @@ def test_late_stories_refresh_later_buckets_from_the_same_single_read(db_url: st
     assert refreshed, "the late batch must change some later bucket's baseline, or this proves nothing"
 
 
+def test_a_late_story_widens_the_read_of_its_own_entities_only(db_url: str) -> None:
+    """Entities whose earliest touched buckets lie more than half a baseline apart are read separately, so one late
+    story does not make every entity of the batch read from its bucket on; the values stay exact."""
+    settings = _settings()  # a 72-minute baseline
+    rows = sorted(_random_stream(9, 200, duplicate_share=0), key=lambda r: (r.published_at, r.id))
+    _store(db_url, [rows], settings)
+    late = scored_news("late", T0 + timedelta(minutes=30), "a late story about Apple", -0.8, tickers=["AAPL"])
+    fresh = scored_news("fresh", T0 + timedelta(hours=3, minutes=10), "a new story about Microsoft", 0.5,
+                        tickers=["MSFT"])
+    reads = _reads_while_recording(db_url, [late, fresh], settings)
+    assert len(reads) == 2, f"{len(reads)} reads: AAPL and the market (from 09:30) and MSFT (from 12:10) apart"
+    _assert_matches_reference(db_url, _reference([*rows, late, fresh], settings))
+
+
 def test_sums_do_not_depend_on_arrival_order(sqlite_url: str) -> None:
     from monitor.core.db import upgrade
 
