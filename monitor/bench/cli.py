@@ -63,8 +63,10 @@ def bench(
     model: Annotated[Path | None, typer.Option(help="Model directory (default: FINPULSE_MODEL_DIR, the registry "
                                                     "champion, else a demo model trained once into var/bench). "
                                                     "Streaming and takeover.")] = None,
-    database_url: Annotated[str | None, typer.Option(help="Database to write to, e.g. a PostgreSQL URL (default: "
-                                                          "a fresh SQLite file per phase).",
+    database_url: Annotated[str | None, typer.Option(help="Where the phases write: each phase gets its own schema "
+                                                          "in this PostgreSQL database (or a file beside this SQLite "
+                                                          "one), dropped afterwards unless --keep (default: a fresh "
+                                                          "SQLite file per phase in the work folder).",
                                                      rich_help_panel=STREAMING)] = None,
     latency_seconds: Annotated[float, typer.Option(min=1, help="Duration of the latency phase.",
                                                    rich_help_panel=STREAMING)] = 30.0,
@@ -128,7 +130,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report to this file.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Logs and scratch databases (default var/bench/<name>-ID).")]
     = None,
-    keep: Annotated[bool, typer.Option(help="Keep the scratch SQLite databases.")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the scratch databases (SQLite files, PostgreSQL schemas).")] = False,
 ) -> None:
     """Benchmarks that print ratios measured side by side in one run, with the host's CPU flags: the streaming
     benchmark (no argument), `takeover` (kill -9 recovery) or `sqlite` (durability cost)."""

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from monitor.bench.data import make_producer, publish_all
 from monitor.bench.probe import percentile, rss_quarters, steady_window
+from monitor.bench.scratch import phase_database
 from monitor.core import db
 from monitor.core.errors import FinpulseError
 from monitor.stream.broker import create_topics
@@ -44,7 +45,7 @@ class Stage:
     run_id: str
     settings: dict[str, Any]  # overrides for load_settings() in the workers
     partitions: int = 4
-    database_url: str | None = None  # None: a fresh SQLite file per phase
+    database_url: str | None = None  # None: SQLite; either way a fresh database per phase (monitor.bench.scratch)
     log_level: str = "WARNING"
     urls: dict[str, str] = field(default_factory=dict)
 
@@ -52,7 +53,7 @@ class Stage:
         """Topic pair, group and migrated database for ``phase``; returns the worker's settings overrides."""
         topic = f"bench-{self.run_id}-{phase}"
         create_topics(self.bootstrap, [topic, f"{topic}.dlq"], self.partitions)
-        url = self.database_url or f"sqlite:///{self.workdir / f'{phase}.db'}"
+        url = phase_database(self.database_url, self.workdir, self.run_id, phase)
         db.upgrade(url)
         self.urls[phase] = url
         return {**self.settings, "kafka_bootstrap": self.bootstrap, "kafka_security_protocol": "PLAINTEXT",

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from finetune.device import configure_threads, cpu_flags, usable_cores
 from monitor.bench.data import DataSource, find_source, load_messages, texts_of
 from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
 from monitor.bench.report import table
+from monitor.bench.scratch import drop_phase_databases
 from monitor.cli.supervise import default_processes
 from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings, get_settings
@@ -140,7 +143,8 @@ def run(options: BenchOptions) -> dict[str, Any]:
         "precision": scorer.precision, "cpu_flags": cpu_flags(),
         "torch_threads": threads, "batch_max_messages": micro, "score_batch_size": settings.score_batch_size,
         "batch_max_wait_ms": settings.batch_max_wait_ms, "cpu": cpu_model(), "cores": usable_cores(),
-        "database": options.database_url or "sqlite (fresh file per phase)", "messages": len(messages),
+        "database": f"{shown(options.database_url)} (a fresh schema or file per phase)"
+        if options.database_url else "sqlite (fresh file per phase)", "messages": len(messages),
     }
     with EmbeddedBroker(log_file=workdir / "tansu.log") as broker:
         stage = Stage(broker.bootstrap, workdir, run_id, worker_settings(settings, model_dir, scorer),
@@ -186,6 +190,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
     if not options.keep:
         for path in workdir.glob("*.db*"):
             path.unlink()
+        drop_phase_databases(options.database_url, stage.urls.values())
     report["workdir"] = str(workdir)
     return report
 
@@ -202,6 +207,11 @@ def compare_layouts(stage: Stage, messages: list[NewsIn], threads: int, e2e: dic
     best = max(rates, key=lambda name: rates[name])
     return {"msgs_per_s": rates, "best": best, "cores": cores,
             "note": f"processes x scoring threads per process; 1x{threads} is the end-to-end phase above"}
+
+
+def shown(url: str) -> str:
+    """``url`` fit for a report: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def significant(value: float, digits: int = 4) -> float:
