@@ -41,15 +41,18 @@ def usable_cores() -> int:
 def configure_threads() -> int:
     """Set torch's intra-op CPU threads (process-wide) for scoring and return the number.
 
-    ``OMP_NUM_THREADS``, when set, is the operator's choice and is kept. Otherwise: the usable cores minus one, at
-    least one. The consumer scores a batch on one thread while its main thread writes the previous batch and polls
-    the next, and torch's OpenMP workers spin-wait at every operator, so a pool as large as the machine stalls
-    whenever any other thread or process takes a core. Measured with ``finpulse bench`` on a shared 2-core host:
-    one thread scored ~3x faster than two, and single-message scoring up to 15x.
+    ``OMP_NUM_THREADS``, when set, is the operator's (or ``finpulse consume``'s) choice and is applied, also when
+    torch was imported before it was set. Otherwise: the usable cores minus one, at least one. The consumer scores
+    a batch on one thread while its main thread writes the previous batch and polls the next, and torch's OpenMP
+    workers spin-wait at every operator, so a pool as large as the machine stalls whenever any other thread or
+    process takes a core. Measured with ``finpulse bench`` on a shared 2-core host: one thread scored ~3x faster
+    than two, and single-message scoring up to 15x. (A lone ``finpulse consume`` process on an idle host does
+    better on every core: it sets ``OMP_NUM_THREADS`` itself, see ``monitor.cli.supervise``.)
     """
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    threads = max(1, usable_cores() - 1)
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else max(1, usable_cores() - 1)
+    if chosen and not chosen.isdigit():
+        return torch.get_num_threads()  # not a plain count: leave it to the OpenMP runtime, as it read it
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

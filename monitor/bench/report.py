@@ -47,8 +47,9 @@ def table(report: dict[str, Any]) -> str:
     ratios = report["ratios"]
     text = f"end-to-end / model-only {ratios['e2e_vs_model_only']:.1%} (one process, one scoring thread)"
     default = report.get("default_layout") or {"processes": 1, "msgs_per_s": e2e["msgs_per_s"]}
-    lines += ["", text, f"finpulse consume's default ({default['processes']} process(es)): "
-                        f"{default['msgs_per_s']:.1f} msgs/s end to end"]
+    layout = f"{default['processes']} process(es)" + (f" x {default['threads']} scoring thread(s)"
+                                                       if default.get("threads") else "")
+    lines += ["", text, f"finpulse consume's default ({layout}): {default['msgs_per_s']:.1f} msgs/s end to end"]
     text = ""
     for phase, label in labels.items():
         if ratios.get(f"e2e_vs_{phase}") is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import time
 import uuid
@@ -28,7 +29,7 @@ from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
 from monitor.bench.report import table
 from monitor.bench.scratch import drop_phase_databases
-from monitor.cli.supervise import default_processes
+from monitor.cli.supervise import default_processes, lone_process_threads
 from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings, get_settings
 from monitor.scoring.scorer import Scorer
@@ -151,18 +152,23 @@ def run(options: BenchOptions) -> dict[str, Any]:
                       settings.kafka_partitions, options.database_url)
         report.update(streaming_rounds(stage, scorer, texts, micro, messages, rounds))
         e2e_rate = report["end_to_end"]["msgs_per_s"]
-        processes = 1 if options.soak else default_processes(settings.consumer_processes, settings.device)
         if options.layouts and not options.soak and usable_cores() > 1:
             report["layouts"] = compare_layouts(stage, messages[:math.ceil(len(messages) / rounds)], threads,
                                                 report["end_to_end"])
-        if processes > 1:  # what `finpulse consume` runs by default: the rate the naive consumer is compared with
-            layout = f"{processes}x1"
+        # What `finpulse consume` runs by default: the rate the naive consumers are compared with.
+        processes = 1 if options.soak else default_processes(settings.consumer_processes)
+        if options.soak or os.environ.get("OMP_NUM_THREADS"):  # the operator's choice holds for consume too
+            per_process = threads
+        else:
+            per_process = 1 if processes > 1 else (lone_process_threads(settings.device) or threads)
+        layout = f"{processes}x{per_process}"
+        if layout != f"1x{threads}":
             if layout not in report.get("layouts", {}).get("msgs_per_s", {}):
                 part = messages[:math.ceil(len(messages) / rounds)]
-                rate = drain(stage, f"layout-{layout}", part, processes, 1)["msgs_per_s"]
+                rate = drain(stage, f"layout-{layout}", part, processes, per_process)["msgs_per_s"]
                 report.setdefault("layouts", {"msgs_per_s": {}, "best": layout})["msgs_per_s"][layout] = rate
             e2e_rate = report["layouts"]["msgs_per_s"][layout]
-        report["default_layout"] = {"processes": processes, "msgs_per_s": e2e_rate}
+        report["default_layout"] = {"processes": processes, "threads": per_process, "msgs_per_s": e2e_rate}
         if options.compare_precision:
             report["precision_comparison"] = compare_precision(scorer, texts[:PRECISION_TEXTS], micro,
                                                                options.rounds)

@@ -6,6 +6,7 @@ Heavy modules (torch, kafka) are imported inside the commands so that ``finpulse
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,22 +22,25 @@ def consume(
     idle_exit_s: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds without a "
                                                                     "message while partitions are assigned. "
                                                                     "Default: never.")] = None,
-    processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes, one scoring thread each "
-                                                              "(default: FINPULSE_CONSUMER_PROCESSES, one per core; "
-                                                              "1 with --max-messages, which then counts per "
-                                                              "process).")]
+    processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes of one scoring thread each; "
+                                                              "one process scores on every core (default: "
+                                                              "FINPULSE_CONSUMER_PROCESSES, 1; 1 with --max-messages, "
+                                                              "which then counts per process).")]
     = None,
 ) -> None:
     """Score the news topic into the database. SIGTERM/Ctrl-C finish the current batch, commit and exit 0."""
-    from monitor.cli.supervise import default_processes, supervise  # lazy: startup
+    from monitor.cli.supervise import default_processes, lone_process_threads, supervise  # lazy: startup
     from monitor.core.settings import get_settings  # lazy: startup
 
     settings = get_settings()
-    count = processes or (1 if max_messages else default_processes(settings.consumer_processes, settings.device))
+    count = processes or (1 if max_messages else default_processes(settings.consumer_processes))
     if count > 1:
         args = [f"--max-messages={max_messages}"] if max_messages else []
         args += [f"--idle-exit-s={idle_exit_s}"] if idle_exit_s is not None else []
         raise typer.Exit(supervise(count, args, settings.kafka_group_instance_id))
+    threads = lone_process_threads(settings.device)
+    if threads and not os.environ.get("OMP_NUM_THREADS"):  # the children of supervise() get 1 the same way
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
     from monitor.stream.consumer import NewsConsumer  # lazy: torch
 

@@ -42,13 +42,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_processes(configured: int, device: str) -> int:
-    """``FINPULSE_CONSUMER_PROCESSES``, where 0 means one per usable core on a CPU host and one on a GPU host (the
-    GPU scores for all; more processes would each hold a copy of the model in its memory)."""
-    if configured:
-        return configured
-    gpu = device == "cuda" or (device == "auto" and Path("/dev/nvidiactl").exists())
-    return 1 if gpu else usable_cores()
+def gpu_host(device: str) -> bool:
+    return device == "cuda" or (device == "auto" and Path("/dev/nvidiactl").exists())
+
+
+def default_processes(configured: int) -> int:
+    """``FINPULSE_CONSUMER_PROCESSES``, where 0 means one process. On a CPU host it scores on every usable core
+    (:func:`lone_process_threads`): in each of four ``finpulse bench`` runs on 2-core hosts (AVX2 and AVX512-BF16,
+    SQLite and PostgreSQL) that drained 10-29 % more than one single-threaded process per core, and it holds one
+    copy of the model, not one per core. On a GPU host the GPU scores for all."""
+    return configured or 1
+
+
+def lone_process_threads(device: str) -> int | None:
+    """Scoring threads of a consumer that runs as the only process: every usable core on a CPU host; None (the
+    engine's default) on a GPU host. ``OMP_NUM_THREADS``, when set, overrides it."""
+    return None if gpu_host(device) else usable_cores()
 
 
 def _die_with_parent() -> None:

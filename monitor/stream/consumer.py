@@ -87,7 +87,7 @@ class NewsConsumer:
         try:
             wait_at_start(lambda: db.require_migrated(self.engine), database_down, "database", "database_retrying",
                           settings=settings, health=self.health)
-            configure_threads()
+            log.info("%s: scoring on %d CPU thread(s)", self.member, configure_threads())
             self.scorers = scorers or ModelSource(settings, self.engine)
             self.scorers.current()  # load the model now: a missing model fails at start, not at the first message
         except BaseException:

@@ -88,7 +88,27 @@ def test_two_processes_share_the_partitions_and_stop_together(
             parent.wait()
     assert not any(alive(pid) for pid in pids)
     assert row_counts(sqlite_url) == (MESSAGES, MESSAGES)
-    assert "consuming with 2 processes" in log_path.read_text()
+    log = log_path.read_text()
+    assert "consuming with 2 processes" in log
+    assert log.count("scoring on 1 CPU thread(s)") == 2, "each child of a set scores on one thread"
+
+
+@pytest.mark.slow
+def test_a_lone_process_scores_on_every_usable_core(
+    broker: EmbeddedBroker, topics: tuple[str, str], sqlite_url: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The default (FINPULSE_CONSUMER_PROCESSES=0): one process, its scoring on every core the affinity allows;
+    OMP_NUM_THREADS, when the operator sets it, wins."""
+    db.upgrade(sqlite_url)
+    env = settings_env(consumer_settings(broker.bootstrap, topics, sqlite_url, tiny_model_dir))
+    env.pop("OMP_NUM_THREADS", None)
+    publish(broker.bootstrap, topics[0], [(b"T1", encode(news(i))) for i in range(20)])
+    cores = len(os.sched_getaffinity(0))
+    for extra, threads in (({}, cores), ({"OMP_NUM_THREADS": "1"}, 1)):
+        done = subprocess.run([sys.executable, "-m", "monitor.app", "consume", "--max-messages", "1"], cwd=REPO,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert f"scoring on {threads} CPU thread(s)" in done.stdout + done.stderr, extra
 
 
 @pytest.mark.slow
