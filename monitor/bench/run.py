@@ -156,7 +156,7 @@ def run(options: BenchOptions) -> dict[str, Any]:
             report["layouts"] = compare_layouts(stage, messages[:math.ceil(len(messages) / rounds)], threads,
                                                 report["end_to_end"])
         # What `finpulse consume` runs by default: the rate the naive consumers are compared with.
-        processes = 1 if options.soak else default_processes(settings.consumer_processes)
+        processes = 1 if options.soak else default_processes(settings.consumer_processes, settings.device)
         if options.soak or os.environ.get("OMP_NUM_THREADS"):  # the operator's choice holds for consume too
             per_process = threads
         else:

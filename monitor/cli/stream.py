@@ -22,10 +22,10 @@ def consume(
     idle_exit_s: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds without a "
                                                                     "message while partitions are assigned. "
                                                                     "Default: never.")] = None,
-    processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes of one scoring thread each; "
-                                                              "one process scores on every core (default: "
-                                                              "FINPULSE_CONSUMER_PROCESSES, 1; 1 with --max-messages, "
-                                                              "which then counts per process).")]
+    processes: Annotated[int | None, typer.Option(min=1, help="Consumer processes of one scoring thread each; a "
+                                                              "lone process scores on every core (default: "
+                                                              "FINPULSE_CONSUMER_PROCESSES, one per core; 1 with "
+                                                              "--max-messages, which then counts per process).")]
     = None,
 ) -> None:
     """Score the news topic into the database. SIGTERM/Ctrl-C finish the current batch, commit and exit 0."""
@@ -33,7 +33,7 @@ def consume(
     from monitor.core.settings import get_settings  # lazy: startup
 
     settings = get_settings()
-    count = processes or (1 if max_messages else default_processes(settings.consumer_processes))
+    count = processes or (1 if max_messages else default_processes(settings.consumer_processes, settings.device))
     if count > 1:
         args = [f"--max-messages={max_messages}"] if max_messages else []
         args += [f"--idle-exit-s={idle_exit_s}"] if idle_exit_s is not None else []

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(250, ge=1, le=600_000, description="...or after this many milliseconds.")
     score_batch_size: int = Field(32, ge=1, le=4096, description="Texts per forward pass.")
     consumer_processes: int = Field(0, ge=0, le=256, description="Processes `finpulse consume` runs (one group "
-                                    "member each); 0 = one, scoring on every usable core on a CPU host.")
+                                    "member each); 0 = one per usable CPU core (one on a GPU host).")
     max_seq_length: int = Field(128, ge=8, le=512, description="Tokens per text given to the model.")
     body_max_chars: int = Field(2_000, ge=0, description="Body characters kept for the model (rest truncated).")
     max_message_bytes: int = Field(

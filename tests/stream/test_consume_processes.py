@@ -97,11 +97,12 @@ def test_two_processes_share_the_partitions_and_stop_together(
 def test_a_lone_process_scores_on_every_usable_core(
     broker: EmbeddedBroker, topics: tuple[str, str], sqlite_url: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The default (FINPULSE_CONSUMER_PROCESSES=0): one process, its scoring on every core the affinity allows;
-    OMP_NUM_THREADS, when the operator sets it, wins."""
+    """FINPULSE_CONSUMER_PROCESSES=1 (throughput for a backlog): one process, its scoring on every core the
+    affinity allows; OMP_NUM_THREADS, when the operator sets it, wins."""
     db.upgrade(sqlite_url)
     env = settings_env(consumer_settings(broker.bootstrap, topics, sqlite_url, tiny_model_dir))
     env.pop("OMP_NUM_THREADS", None)
+    env["FINPULSE_CONSUMER_PROCESSES"] = "1"
     publish(broker.bootstrap, topics[0], [(b"T1", encode(news(i))) for i in range(20)])
     cores = len(os.sched_getaffinity(0))
     for extra, threads in (({}, cores), ({"OMP_NUM_THREADS": "1"}, 1)):
