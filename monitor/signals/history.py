@@ -4,8 +4,8 @@ The writer (:mod:`monitor.signals.buckets`) judges every bucket a batch adds to 
 buckets in ``[start - baseline, start)``. Asking the database once per bucket start re-read up to a baseline's worth
 of buckets each time: a consumer catching up on a backlog covers hours of event time per batch, and with 5-minute
 buckets and a 7-day baseline that was 60-odd queries of up to 2,016 rows per batch for a busy entity and the market
-(most of the consumer thread's CPU in ``finpulse bench``). Here the buckets of the batch's entities over
-``[earliest start - baseline, latest start]`` are read once; each baseline is then summed in Python, and each
+(most of the consumer thread's CPU in ``finpulse bench``). Here the buckets of the batch's entities from
+``earliest start - baseline`` on are read once; each baseline is then summed in Python, and each
 bucket the writer writes is folded back in with the values the upsert gives it, so a later bucket's baseline still
 includes an earlier one written (or rewritten) by the same batch.
 
