@@ -78,3 +78,8 @@ def test_scoring_threads_leave_a_core_free_unless_omp_num_threads_says_otherwise
     kept = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "OMP_NUM_THREADS": str(cores)},
                           check=True, capture_output=True, text=True).stdout.split()
     assert kept[:2] == [str(cores), str(cores)]
+    # Set after torch was imported (as `finpulse consume` may, for a lone process): still applied.
+    late = ("import os, torch; torch.set_num_threads(2); os.environ['OMP_NUM_THREADS'] = '1'; "
+            "from finetune.device import configure_threads; print(configure_threads(), torch.get_num_threads())")
+    assert subprocess.run([sys.executable, "-c", late], cwd=REPO, env=env, check=True, capture_output=True,
+                          text=True).stdout.split() == ["1", "1"]
