@@ -32,6 +32,7 @@ from finetune.evaluate import evaluate
 from finetune.model_dir import read_manifest
 from finetune.onnx_model import onnxruntime_available
 from finetune.train import train
+from monitor.bench.probe import significant
 from monitor.core import db
 from monitor.core.errors import FinpulseError
 from monitor.core.settings import Settings
@@ -165,7 +166,7 @@ def compare_precision(scorer: Scorer, texts: list[str], micro_batch: int, rounds
     variants = precision_variants(scorer, int8)
     rates = interleaved({name: functools.partial(score_all, s, texts, micro_batch) for name, s in variants.items()},
                         len(texts), rounds)
-    ratios = {f"{name}_vs_fp32": round(rate / rates["fp32"], 3) for name, rate in rates.items() if name != "fp32"}
+    ratios = {f"{name}_vs_fp32": significant(rate / rates["fp32"]) for name, rate in rates.items() if name != "fp32"}
     return {"texts": len(texts), "rounds": rounds, "msgs_per_s": rates, **ratios}
 
 

@@ -122,6 +122,11 @@ def steady_window(batches: Sequence[Sequence[float]]) -> tuple[int, float]:
     return int(sum(n for _, n in batches[1:])), float(batches[-1][0] - batches[0][0])
 
 
+def significant(value: float, digits: int = 4) -> float:
+    """A ratio kept to four significant digits: fixed decimals would turn 0.1046 into 0.10, a 4 % error."""
+    return float(f"{value:.{digits}g}")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
     if not values:

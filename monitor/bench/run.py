@@ -27,6 +27,7 @@ from finetune.device import configure_threads, cpu_flags, usable_cores
 from monitor.bench.data import DataSource, find_source, load_messages, texts_of
 from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
+from monitor.bench.probe import significant
 from monitor.bench.report import table
 from monitor.bench.scratch import drop_phase_databases
 from monitor.cli.supervise import default_processes, lone_process_threads
@@ -218,11 +219,6 @@ def compare_layouts(stage: Stage, messages: list[NewsIn], threads: int, e2e: dic
 def shown(url: str) -> str:
     """``url`` fit for a report: the password masked."""
     return make_url(url).render_as_string(hide_password=True)
-
-
-def significant(value: float, digits: int = 4) -> float:
-    """A ratio kept to four significant digits: fixed decimals would turn 0.1046 into 0.10, a 4 % error."""
-    return float(f"{value:.{digits}g}")
 
 
 def cpu_model() -> str:
