@@ -56,6 +56,16 @@ class Stored:
     derived: Derived | None = None  # as stored; None for a bucket this batch wrote
 
 
+def added(stored: Stored | None, increment: Increment) -> Stored:
+    """A bucket's sums and mean once ``increment`` is added, as the upsert computes them (no EWMA, no derived)."""
+    count = (stored.count if stored else 0) + increment.count
+    weight = (stored.weight_sum if stored else 0.0) + increment.weight_sum
+    score_sum = (stored.weighted_score_sum if stored else 0.0) + increment.weighted_score_sum
+    if count <= 0:  # the upsert keeps no float residue in an emptied bucket, so it has no mean
+        weight = score_sum = 0.0
+    return Stored(count, weight, score_sum, mean_or_none(score_sum, weight), None)
+
+
 def _groups(firsts: dict[str, datetime], window: timedelta) -> Iterator[tuple[datetime, list[str]]]:
     """(earliest start, entities): at most _KEYS_PER_QUERY entities whose earliest starts lie within half a baseline
     of the group's, so no entity reads more than half a baseline it does not need."""
@@ -134,13 +144,8 @@ class BucketHistory:
         starts, rows = self._starts[key], self._rows[key]
         at = bisect.bisect_left(starts, start)
         stored = rows[at] if at < len(starts) and starts[at] == start else None
-        count = (stored.count if stored else 0) + increment.count
-        weight = (stored.weight_sum if stored else 0.0) + increment.weight_sum
-        score_sum = (stored.weighted_score_sum if stored else 0.0) + increment.weighted_score_sum
-        if count <= 0:  # the upsert keeps no float residue in an emptied bucket, so it has no mean
-            weight = score_sum = 0.0
-        mean = mean_or_none(score_sum, weight)
-        row = Stored(count, weight, score_sum, mean, ewma(mean, baseline.previous_ewma, self.alpha))
+        row = added(stored, increment)
+        row.ewma = ewma(row.mean, baseline.previous_ewma, self.alpha)
         if stored is None:
             starts.insert(at, start)
             rows.insert(at, row)

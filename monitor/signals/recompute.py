@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.core.settings import Settings
-from monitor.signals.history import BucketHistory, Derived
-from monitor.signals.math import Baseline, Increment, ewma, mean_or_none, volume_ratio, zscore
+from monitor.signals.history import BucketHistory, Derived, added
+from monitor.signals.math import Baseline, Increment, ewma, volume_ratio, zscore
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,13 @@ def _late_buckets(history: BucketHistory, entity: str, touched: set[datetime],
             stored = None if start < first else row.derived
             out.append(_Bucket.of(start, row.count, row.mean, row.ewma, stored))
             continue
-        count = row.count + inc.count
-        mean = mean_or_none(row.weighted_score_sum + inc.weighted_score_sum,
-                            row.weight_sum + inc.weight_sum) if count > 0 else None
-        out.append(_Bucket.of(start, count, mean, None, touched=True))
-    known = set(starts)
+        summed = added(row, inc)
+        out.append(_Bucket.of(start, summed.count, summed.mean, None, touched=True))
+    known = set(starts[lo:hi])  # every touched bucket up to N lies in [L - baseline, N]
     for start in sorted(touched):  # buckets the batch creates
         if start <= newest and start not in known:
-            inc = increments[(entity, start)]
-            mean = mean_or_none(inc.weighted_score_sum, inc.weight_sum) if inc.count > 0 else None
-            out.append(_Bucket.of(start, inc.count, mean, None, touched=True))
+            summed = added(None, increments[(entity, start)])
+            out.append(_Bucket.of(start, summed.count, summed.mean, None, touched=True))
     return sorted(out, key=lambda bucket: bucket.start)
 
 
