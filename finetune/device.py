@@ -50,9 +50,9 @@ def configure_threads() -> int:
     better on every core: it sets ``OMP_NUM_THREADS`` itself, see ``monitor.cli.supervise``.)
     """
     chosen = os.environ.get("OMP_NUM_THREADS", "")
-    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else max(1, usable_cores() - 1)
     if chosen and not chosen.isdigit():
         return torch.get_num_threads()  # not a plain count: leave it to the OpenMP runtime, as it read it
+    threads = int(chosen) if chosen and int(chosen) > 0 else max(1, usable_cores() - 1)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
