@@ -12,7 +12,11 @@ from typing import Literal
 
 import torch
 
+from monitor.core.cpus import usable_cores
 from monitor.core.errors import ModelLoadError
+
+__all__ = ["configure_threads", "cpu_flags", "cpu_supports_bf16", "resolve_device", "resolve_dtype",
+           "training_precision", "usable_cores"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -29,13 +33,6 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def configure_threads() -> int:

@@ -29,17 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from monitor.core.cpus import usable_cores
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def gpu_host(device: str) -> bool:
