@@ -1,8 +1,9 @@
 """Evaluate a multi-task model on examples: document sentiment, NER (seqeval), entity sentiment, calibration.
 
-NER is scored on the spans the predictor would output (:func:`finetune.features.decode_bio`), tagged word by word,
-so the number describes what users get. Entity sentiment is scored on the gold spans, so it measures the third
-head independently of NER mistakes.
+NER is scored on the spans the predictor would output (constrained Viterbi tags, :mod:`finetune.bio_decode`, then
+:func:`finetune.features.decode_bio`), tagged word by word, so the number describes what users get; ``argmax_f1``
+beside it is the per-token argmax's F1 on the same logits. Entity sentiment is scored on the gold spans, so it
+measures the third head independently of NER mistakes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from finetune.bio_decode import constrained_tags, real_tokens
 from finetune.device import resolve_device, resolve_dtype
 from finetune.examples import Example
 from finetune.features import decode_bio, token_range
@@ -42,6 +44,7 @@ class Collected:
         self.entity_probs: list[list[float]] = []
         self.ner_gold: list[list[str]] = []
         self.ner_pred: list[list[str]] = []
+        self.ner_pred_argmax: list[list[str]] = []  # per-token argmax, reported beside the served decoding
         self.entity: list[tuple[str, str, float]] = []
         self.entity_lost = 0
 
@@ -72,7 +75,8 @@ def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizer
     device = next(model.parameters()).device
     encoding = tokenizer([e.text for e in chunk], padding=True, truncation=True, max_length=max_length,
                          return_offsets_mapping=True, return_tensors="pt")
-    offsets = encoding.pop("offset_mapping").tolist()
+    offset_tensor = encoding.pop("offset_mapping")
+    offsets = offset_tensor.tolist()
     span_rows, span_gold = [], []
     for row, example in enumerate(chunk):
         for span in example.spans:
@@ -88,7 +92,8 @@ def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizer
     inputs = {k: v.to(device) for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     outputs = model(span_index=span_index, **inputs)
     doc_probs = torch.softmax(outputs.sentiment.float(), dim=-1).cpu()
-    ner_ids = outputs.ner.float().argmax(-1).cpu().tolist()
+    ner_ids = constrained_tags(outputs.ner, real_tokens(offset_tensor))
+    argmax_ids = outputs.ner.float().argmax(-1).cpu().tolist()
     entity_probs = torch.softmax(outputs.entity.float(), dim=-1).cpu()
     for row, example in enumerate(chunk):
         if example.sentiment is not None:
@@ -98,8 +103,9 @@ def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizer
         if example.ner:
             gold = [(s.start, s.end, s.type) for s in example.spans if s.type is not None]
             seen.ner_gold.append(word_tags(example.text, gold))
-            seen.ner_pred.append(word_tags(example.text, drop_markup_entities(
-                example.text, decode_bio(ner_ids[row], offsets[row], example.text))))
+            for ids, into in ((ner_ids, seen.ner_pred), (argmax_ids, seen.ner_pred_argmax)):
+                into.append(word_tags(example.text, drop_markup_entities(
+                    example.text, decode_bio(ids[row], offsets[row], example.text))))
     for gold_label, probs in zip(span_gold, entity_probs, strict=True):
         confidence, best = probs.max(0)
         seen.entity.append((gold_label, SENTIMENT_LABELS[int(best)], float(confidence)))
@@ -118,6 +124,7 @@ def report(seen: Collected) -> dict[str, Any]:
         out["sentiment"] = _with_ece(seen.doc)
     if seen.ner_gold:
         out["ner"] = ner_scores(seen.ner_gold, seen.ner_pred)
+        out["ner"]["argmax_f1"] = ner_scores(seen.ner_gold, seen.ner_pred_argmax)["f1"]
     if seen.entity:
         out["entity_sentiment"] = _with_ece(seen.entity)
         out["entity_sentiment"]["spans_beyond_max_length"] = seen.entity_lost

@@ -1,9 +1,10 @@
 """Serves a trained multi-task directory through :mod:`monitor.scoring.scorer` (``load_backend``).
 
-One encoder pass per sub-batch yields the document sentiment, the BIO tags (decoded to character spans through the
-tokenizer's offsets) and, from the same hidden states, the sentiment of each entity span. Cashtags (``$AAPL``) are
-found by the cashtag rule (:mod:`monitor.scoring.cashtags`) and become TICKER entities scored by the entity head
-over their tokens; a predicted ORG/PER/LOC span overlapping a cashtag gives way to the TICKER.
+One encoder pass per sub-batch yields the document sentiment, the BIO tags (constrained Viterbi decoding,
+:mod:`finetune.bio_decode`, then character spans through the tokenizer's offsets) and, from the same hidden states,
+the sentiment of each entity span. Cashtags (``$AAPL``) are found by the cashtag rule
+(:mod:`monitor.scoring.cashtags`) and become TICKER entities scored by the entity head over their tokens; a
+predicted ORG/PER/LOC span overlapping a cashtag gives way to the TICKER.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import BatchEncoding
 
+from finetune.bio_decode import constrained_tags, real_tokens
 from finetune.evaluate import AnyModel
 from finetune.features import decode_bio, token_range
 from finetune.markup import drop_markup_entities
@@ -43,11 +45,12 @@ class MultitaskBackend:
 
     def predict(self, texts: Sequence[str], encoding: BatchEncoding) -> list[Prediction]:
         offsets = encoding["offset_mapping"].tolist()
+        real = real_tokens(encoding["offset_mapping"])
         inputs = {k: encoding[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")
                   if k in encoding}
         outputs = self.model(**inputs)
         doc_probs = torch.softmax(outputs.sentiment.float(), dim=-1).cpu().tolist()
-        ner_ids = outputs.ner.float().argmax(-1).cpu().tolist()
+        ner_ids = constrained_tags(outputs.ner, real)
         # Entities of every text first, then one call of the entity head for all of them.
         found: list[list[tuple[int, int, str, str]]] = []  # start, end, type, surface text
         rows = []
