@@ -4,8 +4,8 @@ The head scores each token on its own, so a per-token argmax can emit sequences 
 I-ORG`` (an entity with no beginning) or ``B-ORG I-PER`` (a type change inside one name). The lenient reading of
 such tags splits or truncates names. Decoding instead picks the most probable tag sequence (sum of per-token log
 probabilities) among the valid ones, where ``I-X`` may only follow ``B-X`` or ``I-X``. No weights change, so it
-serves every trained model. Measured on FiNER-ORD validation with a MiniLM NER model (see the README's quality
-section): entity F1 rose from 0.752 with argmax to 0.777, precision and recall both up.
+serves every trained model. Measured on FiNER-ORD validation with a MiniLM trained on FiNER-ORD train alone (3
+epochs, one run, AVX2 host): entity F1 rose from 0.752 with argmax to 0.777, precision and recall both up.
 
 Only real tokens take part (offset end > start): special and padding tokens are skipped, so a name cut by a
 sub-word boundary still chains, and they are given ``O``.
