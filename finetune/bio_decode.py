@@ -33,14 +33,28 @@ def allowed_transitions() -> torch.Tensor:
     return allowed
 
 
-_TRANSITIONS = torch.where(allowed_transitions(), 0.0, _FORBIDDEN)
+_ALLOWED = allowed_transitions()
+_TRANSITIONS = torch.where(_ALLOWED, 0.0, _FORBIDDEN)
 
 
 def constrained_tags(logits: torch.Tensor, real: torch.Tensor) -> list[list[int]]:
     """The best valid BIO id sequence per row. ``logits`` is [batch, tokens, labels]; ``real`` [batch, tokens] is
-    True for tokens that cover text. The sequence starts as if after an ``O`` (no leading ``I-``)."""
+    True for tokens that cover text. The sequence starts as if after an ``O`` (no leading ``I-``).
+
+    A row whose per-token argmax is already valid keeps it (it maximises the sum over all sequences, so also over
+    the valid ones); only the other rows pay for the Viterbi pass, which loops over the tokens in Python. A
+    zero-width token inside a name reads as a break here and sends its row to Viterbi, which skips it."""
     log_probs = torch.log_softmax(logits.detach().float().cpu(), dim=-1)
     real = real.detach().cpu().bool()
+    tags = log_probs.argmax(dim=-1).masked_fill(~real, OUTSIDE)
+    previous = torch.cat([torch.full_like(tags[:, :1], OUTSIDE), tags[:, :-1]], dim=1)
+    broken = (~_ALLOWED[previous, tags]).any(dim=1)
+    if bool(broken.any()):
+        tags[broken] = _viterbi(log_probs[broken], real[broken])
+    return tags.tolist()
+
+
+def _viterbi(log_probs: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     batch, tokens, size = log_probs.shape
     score = torch.full((batch, size), _FORBIDDEN)
     score[:, OUTSIDE] = 0.0
@@ -56,7 +70,7 @@ def constrained_tags(logits: torch.Tensor, real: torch.Tensor) -> list[list[int]
     for t in range(tokens - 1, -1, -1):
         tags[:, t] = state
         state = back[:, t].gather(1, state[:, None]).squeeze(1)
-    return torch.where(real, tags, OUTSIDE).tolist()
+    return torch.where(real, tags, OUTSIDE)
 
 
 def real_tokens(offsets: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,6 @@ import torch
 from monitor.core.cpus import usable_cores
 from monitor.core.errors import ModelLoadError
 
-__all__ = ["configure_threads", "cpu_flags", "cpu_supports_bf16", "resolve_device", "resolve_dtype",
-           "training_precision", "usable_cores"]
-
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":

@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
-from finetune.device import cpu_flags, usable_cores
+from finetune.device import cpu_flags
 from monitor.bench.run import cpu_model
 from monitor.core import db
+from monitor.core.cpus import usable_cores
 from monitor.core.settings import get_settings
 from monitor.signals.buckets import SignalWriter
 from monitor.stream.sink import NewsSink

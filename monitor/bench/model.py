@@ -27,13 +27,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from finetune.args import TrainArgs
 from finetune.data.sources import ColumnDefaults, DataSpec, load_sources
 from finetune.data.splits import subsample
-from finetune.device import usable_cores
 from finetune.evaluate import evaluate
 from finetune.model_dir import read_manifest
 from finetune.onnx_model import onnxruntime_available
 from finetune.train import train
 from monitor.bench.probe import significant
 from monitor.core import db
+from monitor.core.cpus import usable_cores
 from monitor.core.errors import FinpulseError
 from monitor.core.settings import Settings
 from monitor.scoring.champion import champion

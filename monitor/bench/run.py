@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from finetune.device import configure_threads, cpu_flags, usable_cores
+from finetune.device import configure_threads, cpu_flags
 from monitor.bench.data import DataSource, find_source, load_messages, texts_of
 from monitor.bench.e2e import Stage, drain, drain_naive, latency
 from monitor.bench.model import compare_precision, make_scorer, quality, resolve_model, score_all
@@ -31,6 +31,7 @@ from monitor.bench.probe import significant
 from monitor.bench.report import table
 from monitor.bench.scratch import drop_phase_databases
 from monitor.cli.supervise import default_processes, lone_process_threads
+from monitor.core.cpus import usable_cores
 from monitor.core.errors import ConfigError
 from monitor.core.settings import Settings, get_settings
 from monitor.scoring.scorer import Scorer

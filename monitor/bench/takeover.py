@@ -31,11 +31,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from finetune.device import cpu_flags, usable_cores
+from finetune.device import cpu_flags
 from monitor.bench.data import find_source, load_messages, make_producer
 from monitor.bench.model import resolve_model
 from monitor.bench.run import cpu_model
 from monitor.core import db
+from monitor.core.cpus import usable_cores
 from monitor.core.errors import FinpulseError
 from monitor.core.settings import get_settings
 from monitor.stream.broker import EmbeddedBroker, create_topics, tansu_binary

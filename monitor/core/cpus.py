@@ -12,11 +12,8 @@ limit on a parent applies to its children.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 PROC_SELF = Path("/proc/self")
 
@@ -109,8 +106,7 @@ def _quota_v1(level: Path) -> int | None:
 
 
 def _whole_cores(quota: str, period: str) -> int | None:
-    if quota in ("max", "-1") or not quota.lstrip("-").isdigit() or not period.isdigit() or int(period) <= 0:
-        return None
-    if int(quota) <= 0:
+    """floor(quota / period), at least 1; None for no quota ("max" in v2, -1 in v1) or anything unreadable."""
+    if not quota.isdigit() or not period.isdigit() or int(quota) <= 0 or int(period) <= 0:
         return None
     return max(1, int(quota) // int(period))

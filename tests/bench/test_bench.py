@@ -68,7 +68,7 @@ def _env() -> dict[str, str]:
 
 
 def test_scoring_threads_leave_a_core_free_unless_omp_num_threads_says_otherwise() -> None:
-    code = ("import torch; from finetune.device import configure_threads, usable_cores; "
+    code = ("import torch; from finetune.device import configure_threads; from monitor.core.cpus import usable_cores; "
             "n = configure_threads(); print(n, torch.get_num_threads(), usable_cores())")
     env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
     chosen, actual, cores = map(int, subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True,
