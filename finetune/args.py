@@ -89,6 +89,10 @@ class TrainArgs(DataArgs):
     max_length: int = field(default=64, metadata=_help("Tokens per text during training and validation."))
     freeze_embeddings: bool = field(default=False, metadata=_help(
         "Keep the word-embedding matrix fixed (about half of MiniLM's weights): faster steps on CPU."))
+    casing: bool = field(default=True, metadata=_help(
+        "Feed each token's casing class (lower, Title, ALL CAPS, ...) to the encoder, which lowercases its input "
+        "(finetune/casing.py; FiNER-ORD entity F1 in the README). Continued training (--init-model) keeps the "
+        "initial model's choice."))
     peft: Literal["none", "lora"] = field(default="none", metadata=_help(
         "Parameter-efficient fine-tuning: lora trains low-rank adapters (peft library) on the encoder, which is "
         "otherwise frozen, and the three heads in full; at save the adapters are merged into model.safetensors "

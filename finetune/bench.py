@@ -46,7 +46,7 @@ def train_speed(*, base_model: str = "all-MiniLM-L6-v2", steps: int = 10, rounds
     tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # the packaged offline copy, or a Hub id an operator chose
         resolve_base_model(base_model), trust_remote_code=False)
     torch.manual_seed(seed)
-    model = MultitaskModel.from_base(base_model).to(torch_device).train()
+    model = MultitaskModel.from_base(base_model, casing=True).to(torch_device).train()  # as `finpulse train` does
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     features = encode(_examples(batch_size), tokenizer, max_length)
     batch = {k: v.to(torch_device) for k, v in collate(features, int(tokenizer.pad_token_id or 0)).items()}
@@ -57,7 +57,8 @@ def train_speed(*, base_model: str = "all-MiniLM-L6-v2", steps: int = 10, rounds
         for _ in range(count):
             started = time.perf_counter()
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"])
+                outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"],
+                                casing_ids=batch["casing_ids"])
             loss, _ = multitask_loss(outputs, batch)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

@@ -26,6 +26,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from finetune.align import CharSpan, SoftTargets, TeacherView, align, teacher_words
 from finetune.args import TrainArgs
+from finetune.casing import encoder_inputs
 from finetune.data.text import SOURCE as TEXT_SOURCE
 from finetune.evaluate import evaluate
 from finetune.examples import Example
@@ -77,10 +78,8 @@ def teacher_views(model: MultitaskModel, tokenizer: PreTrainedTokenizerBase, exa
             chunk = order[begin:begin + batch_size]
             encoding = tokenizer([examples[i].text for i in chunk], padding=True, truncation=True,
                                  max_length=max_length, return_offsets_mapping=True, return_tensors="pt")
-            offsets = encoding.pop("offset_mapping").tolist()
-            inputs = {k: v.to(device) for k, v in encoding.items()
-                      if k in ("input_ids", "attention_mask", "token_type_ids")}
-            outputs = model(**inputs)
+            offsets = encoding["offset_mapping"].tolist()
+            outputs = model(**encoder_inputs(model, [examples[i].text for i in chunk], encoding, device))
             ner = outputs.ner.float().cpu()
             ner_ids = ner.argmax(-1).tolist()
             rows: list[list[int]] = []

@@ -18,6 +18,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from finetune.bio_decode import constrained_tags, real_tokens
+from finetune.casing import encoder_inputs
 from finetune.device import resolve_device, resolve_dtype
 from finetune.examples import Example
 from finetune.features import decode_bio, token_range
@@ -75,7 +76,7 @@ def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizer
     device = next(model.parameters()).device
     encoding = tokenizer([e.text for e in chunk], padding=True, truncation=True, max_length=max_length,
                          return_offsets_mapping=True, return_tensors="pt")
-    offset_tensor = encoding.pop("offset_mapping")
+    offset_tensor = encoding["offset_mapping"]
     offsets = offset_tensor.tolist()
     span_rows, span_gold = [], []
     for row, example in enumerate(chunk):
@@ -89,8 +90,7 @@ def _batch(chunk: list[Example], model: AnyModel, tokenizer: PreTrainedTokenizer
             span_rows.append([row, found[0], found[1]])
             span_gold.append(span.sentiment)
     span_index = torch.tensor(span_rows, dtype=torch.long, device=device).reshape(-1, 3)
-    inputs = {k: v.to(device) for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    outputs = model(span_index=span_index, **inputs)
+    outputs = model(span_index=span_index, **encoder_inputs(model, [e.text for e in chunk], encoding, device))
     doc_probs = torch.softmax(outputs.sentiment.float(), dim=-1).cpu()
     ner_ids = constrained_tags(outputs.ner, real_tokens(offset_tensor))
     argmax_ids = outputs.ner.float().argmax(-1).cpu().tolist()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from finetune.casing import casing_ids
 from finetune.examples import BIO_LABELS, IGNORE, Example, sentiment_ids
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Features:
     sentiment: int  # IGNORE when the example has no document label
     ner: list[int]  # per token; all IGNORE when NER is masked
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # token start, token end (excl.), label
+    casing: list[int] = field(default_factory=list)  # per token (finetune.casing); read by casing models only
 
 
 def token_range(offsets: Offsets, start: int, end: int) -> tuple[int, int] | None:
@@ -60,7 +62,7 @@ def encode(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_
             if span.sentiment is not None:
                 spans.append((found[0], found[1], label_of[span.sentiment]))
         sentiment = IGNORE if example.sentiment is None else label_of[example.sentiment]
-        out.append(Features(list(ids), sentiment, ner, spans))
+        out.append(Features(list(ids), sentiment, ner, spans, casing_ids(example.text, offsets)))
     if lost:
         log.info("%d entity spans fell beyond max_length=%d and were not used", lost, max_length)
     return out
@@ -71,16 +73,18 @@ def collate(batch: Sequence[Features], pad_id: int) -> dict[str, torch.Tensor]:
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     ner = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    casing = torch.zeros((len(batch), width), dtype=torch.long)  # padding is class NONE (0)
     span_rows: list[list[int]] = []
     for row, features in enumerate(batch):
         n = len(features.input_ids)
         ids[row, :n] = torch.tensor(features.input_ids)
         mask[row, :n] = 1
         ner[row, :n] = torch.tensor(features.ner)
+        casing[row, :len(features.casing)] = torch.tensor(features.casing, dtype=torch.long)
         span_rows.extend([row, start, end, label] for start, end, label in features.spans)
     spans = torch.tensor(span_rows, dtype=torch.long).reshape(-1, 4)
     return {
-        "input_ids": ids, "attention_mask": mask,
+        "input_ids": ids, "attention_mask": mask, "casing_ids": casing,
         "sentiment_labels": torch.tensor([f.sentiment for f in batch], dtype=torch.long),
         "ner_labels": ner,
         "span_index": spans[:, :3].contiguous(), "span_labels": spans[:, 3].contiguous(),

@@ -21,12 +21,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from finetune.base_model import resolve_base_model
+from finetune.casing import CASING_CLASSES
 from finetune.examples import BIO_LABELS, IGNORE
 from monitor.core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
+CASING_KEY = "finpulse_casing"  # in the saved config.json: whether the model reads casing classes
 
 
 @dataclass
@@ -39,10 +41,14 @@ class Outputs:
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: PreTrainedModel, dropout: float = 0.1) -> None:
+    def __init__(self, encoder: PreTrainedModel, dropout: float = 0.1, casing: bool = False) -> None:
         super().__init__()
         hidden = int(encoder.config.hidden_size)
         self.encoder = encoder
+        # Added to the word embeddings (finetune.casing); zero at first, so training starts from the encoder as is.
+        self.casing: nn.Embedding | None = nn.Embedding(CASING_CLASSES, hidden) if casing else None
+        if self.casing is not None:
+            nn.init.zeros_(self.casing.weight)
         self.dropout = nn.Dropout(dropout)
         self.sentiment_head = nn.Linear(hidden, 3)
         self.ner_head = nn.Linear(hidden, len(BIO_LABELS))
@@ -50,8 +56,12 @@ class MultitaskModel(nn.Module):
             nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 3)
         )
 
+    @property
+    def reads_casing(self) -> bool:
+        return self.casing is not None
+
     @classmethod
-    def from_base(cls, name_or_path: str) -> MultitaskModel:
+    def from_base(cls, name_or_path: str, casing: bool = False) -> MultitaskModel:
         """A fresh model on a pretrained encoder (local dir or Hugging Face id; safetensors only)."""
         source = resolve_base_model(name_or_path)
         try:
@@ -61,14 +71,15 @@ class MultitaskModel(nn.Module):
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(f"base model {name_or_path!r}: could not load safetensors weights ({first}); "
                                  "pass a local directory or a Hugging Face id that has model.safetensors") from None
-        return cls(encoder)
+        return cls(encoder, casing=casing)
 
     @classmethod
     def load(cls, model_dir: Path, device: torch.device | str = "cpu") -> MultitaskModel:
         """Rebuild from ``config.json`` and load ``model.safetensors`` strictly (no pickle is ever read)."""
         config = AutoConfig.from_pretrained(  # nosec B615 # a local model folder; never the Hub
             model_dir, trust_remote_code=False, local_files_only=True)
-        model = cls(AutoModel.from_config(config))  # type: ignore[no-untyped-call]
+        encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
+        model = cls(encoder, casing=bool(getattr(config, CASING_KEY, False)))
         missing, unexpected = load_model(model, str(Path(model_dir) / WEIGHTS), strict=False, device=str(device))
         if missing or unexpected:
             raise ModelLoadError(f"{model_dir}: {WEIGHTS} does not match the multitask architecture "
@@ -78,13 +89,21 @@ class MultitaskModel(nn.Module):
     def save(self, model_dir: Path) -> None:
         save_model(self, str(model_dir / WEIGHTS))
         (model_dir / WEIGHTS).chmod(0o644)  # safetensors creates it owner-only; servers may run as another user
+        setattr(self.encoder.config, CASING_KEY, self.reads_casing)
         self.encoder.config.save_pretrained(model_dir)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_index: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> Outputs:
-        """``span_index`` rows are (batch row, first token, end token exclusive)."""
+                token_type_ids: torch.Tensor | None = None, casing_ids: torch.Tensor | None = None) -> Outputs:
+        """``span_index`` rows are (batch row, first token, end token exclusive); ``casing_ids`` (from
+        :func:`finetune.casing.casing_batch`) are required when the model reads casing and ignored otherwise."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        if self.casing is None:
+            kwargs["input_ids"] = input_ids
+        elif casing_ids is None:
+            raise ValueError("this model reads casing: pass casing_ids (finetune.casing.encoder_inputs makes them)")
+        else:
+            kwargs["inputs_embeds"] = self.encoder.get_input_embeddings()(input_ids) + self.casing(casing_ids)
+        hidden = self.encoder(attention_mask=attention_mask, **kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         if span_index is None:

@@ -3,7 +3,8 @@
 Two graphs go into the version directory, next to ``model.safetensors``:
 
 * ``model.onnx``: the encoder and the document and NER heads (inputs ``input_ids``, ``attention_mask``,
-  ``token_type_ids`` with dynamic batch and sequence axes; outputs ``sentiment``, ``ner``, ``hidden``, ``pooled``);
+  ``token_type_ids`` and, for a model that reads casing, ``casing_ids``, with dynamic batch and sequence axes;
+  outputs ``sentiment``, ``ner``, ``hidden``, ``pooled``);
 * ``entity_head.onnx``: the entity-sentiment head over the same pass's ``hidden`` and ``pooled`` and the spans
   that NER found (``span_index``), so entities and their sentiment still come from one encoder pass.
 
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from finetune.casing import CASING_INPUT
 from finetune.evaluate import evaluate, evaluate_dir
 from finetune.examples import Example
 from finetune.model import MultitaskModel
@@ -51,9 +53,9 @@ class _EncoderGraph(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(input_ids, attention_mask, None, token_type_ids)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                casing_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids, attention_mask, None, token_type_ids, casing_ids)
         return out.sentiment, out.ner, out.hidden, out.pooled
 
 
@@ -81,7 +83,7 @@ def _publish(tmp: Path, final: Path) -> dict[str, str]:
 
 
 def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]],
-            dynamic: dict[str, dict[int, Any]], target: Path) -> dict[str, str]:
+            dynamic: dict[str, dict[int, Any]] | tuple[dict[int, Any], ...], target: Path) -> dict[str, str]:
     tmp = _temporary(target)
     exporter_log = logging.getLogger("torch.onnx")
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # its graph passes log every step at INFO
@@ -118,11 +120,14 @@ def export_fp32(model: MultitaskModel, model_dir: Path) -> dict[str, Any]:
     spans = torch.export.Dim("spans", min=1, max=65536)
     ids = torch.tensor([[101, 2000, 2001, 102], [101, 2002, 102, 0]])
     mask = (ids != 0).long()
+    inputs: tuple[torch.Tensor, ...] = (ids, mask, torch.zeros_like(ids))
+    names = list(INPUTS)
+    if model.reads_casing:  # a fourth input; other models' graphs keep the three
+        inputs, names = (*inputs, torch.tensor([[0, 3, 1, 0], [0, 4, 0, 0]])), [*names, CASING_INPUT]
     with torch.no_grad(), _eager_attention(model):
-        out = model(ids, mask, None, torch.zeros_like(ids))
-        encoder = _export(_EncoderGraph(model), (ids, mask, torch.zeros_like(ids)),
-                          (list(INPUTS), ["sentiment", "ner", "hidden", "pooled"]),
-                          {name: {0: batch, 1: tokens} for name in INPUTS}, model_dir / ONNX_FP32)
+        out = model(*inputs[:2], None, *inputs[2:])
+        encoder = _export(_EncoderGraph(model), inputs, (names, ["sentiment", "ner", "hidden", "pooled"]),
+                          tuple({0: batch, 1: tokens} for _ in names), model_dir / ONNX_FP32)
         head = _export(_EntityHeadGraph(model), (out.hidden, out.pooled, torch.tensor([[0, 1, 3], [1, 1, 2]])),
                        (["hidden", "pooled", "span_index"], ["entity"]),
                        {"hidden": {0: batch, 1: tokens}, "pooled": {0: batch}, "span_index": {0: spans}},

@@ -1,6 +1,6 @@
 """The exported multi-task model on ONNX Runtime, with the interface of :class:`finetune.model.MultitaskModel`.
 
-It is called like the torch model (``model(input_ids, attention_mask, span_index, token_type_ids)`` returns
+It is called like the torch model (``model(input_ids, attention_mask, span_index, token_type_ids, casing_ids)`` returns
 :class:`finetune.model.Outputs`, ``model.span_logits(...)`` scores spans), so the evaluation code and the serving
 backend run it unchanged. Tensors cross to numpy without copies. Files are checked against the SHA-256 that the
 manifest recorded at export: a truncated or replaced file is refused, never served.
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetune.casing import CASING_INPUT
 from finetune.model import Outputs
 from monitor.core.errors import ModelLoadError
 
@@ -66,6 +67,7 @@ class OnnxMultitaskModel(torch.nn.Module):
     def __init__(self, encoder: Any, head: Any, precision: str) -> None:
         super().__init__()
         self.encoder_session, self.head_session, self.precision = encoder, head, precision
+        self.reads_casing = CASING_INPUT in {node.name for node in encoder.get_inputs()}
         # evaluate() asks next(model.parameters()).device: an empty parameter answers "cpu" and holds nothing.
         self.device_marker = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
 
@@ -96,11 +98,15 @@ class OnnxMultitaskModel(torch.nn.Module):
         return cls(encoder, head, precision)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_index: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> Outputs:
+                token_type_ids: torch.Tensor | None = None, casing_ids: torch.Tensor | None = None) -> Outputs:
         ids = input_ids.cpu().numpy()
         feeds = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy(),
                  "token_type_ids": (token_type_ids.cpu().numpy() if token_type_ids is not None
                                     else np.zeros_like(ids))}
+        if self.reads_casing:
+            if casing_ids is None:
+                raise ValueError("this model reads casing: pass casing_ids (finetune.casing.encoder_inputs makes them)")
+            feeds[CASING_INPUT] = casing_ids.cpu().numpy()
         sentiment, ner, hidden, pooled = (torch.from_numpy(a) for a in self.encoder_session.run(None, feeds))
         if span_index is None:
             span_index = torch.zeros((0, 3), dtype=torch.long)

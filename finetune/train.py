@@ -127,10 +127,13 @@ def train(args: TrainArgs) -> TrainResult:
         tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # a local model folder; never the Hub
             args.init_model, trust_remote_code=False, local_files_only=True)
         model = MultitaskModel.load(Path(args.init_model), device)
+        if model.reads_casing != args.casing:
+            log.info("--init-model %s %s casing; continued training keeps that", args.init_model,
+                     "reads" if model.reads_casing else "does not read")
     else:
         tokenizer = AutoTokenizer.from_pretrained(  # nosec B615 # the packaged offline copy, or a Hub id an operator chose
             resolve_base_model(args.base_model), trust_remote_code=False)
-        model = MultitaskModel.from_base(args.base_model).to(device)
+        model = MultitaskModel.from_base(args.base_model, casing=args.casing).to(device)
     if args.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     lora = LoraTraining(model, args) if args.peft == "lora" else None  # adapters go into `model` in place
@@ -165,7 +168,8 @@ def train(args: TrainArgs) -> TrainResult:
             started = time.perf_counter()
             batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_ids], pad_id).items()}
             with autocast():
-                outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"])
+                outputs = model(batch["input_ids"], batch["attention_mask"], batch["span_index"],
+                                casing_ids=batch["casing_ids"])
             loss, parts = multitask_loss(outputs, batch, task_weights)
             if distiller is not None:
                 loss, parts = distiller.combine(model, outputs, batch_ids, loss, parts, task_weights)
@@ -224,7 +228,8 @@ def train(args: TrainArgs) -> TrainResult:
         metrics["tests"] = evaluate_tests(model, tokenizer, test_sets, max_length=serving_length,
                                           batch_size=args.eval_batch_size, dtype=dtype)
     resolved = {**as_json(args), "version": version, "models_dir": str(models_dir),
-                "resolved_base_model": resolve_base_model(args.base_model), "total_steps": total_steps,
+                "resolved_base_model": resolve_base_model(args.base_model), "casing": model.reads_casing,
+                "total_steps": total_steps,
                 "steps_per_epoch": steps_per_epoch, "torch": torch.__version__, "data_summary": summary}
     onnx_record: dict[str, Any] = {}
 

@@ -53,7 +53,10 @@ class SentimentView(PreTrainedModel):  # type: ignore[no-untyped-call]
                 token_type_ids: torch.Tensor | None = None, **_: Any) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        outputs = self.multitask(input_ids, attention_mask, token_type_ids=token_type_ids)
+        # The pipeline hands over ids only, and the tokenizer lowercases, so a casing model sees class NONE: the
+        # same work per token (the baseline is timed, its labels are not scored).
+        casing = torch.zeros_like(input_ids) if getattr(self.multitask, "reads_casing", False) else None
+        outputs = self.multitask(input_ids, attention_mask, token_type_ids=token_type_ids, casing_ids=casing)
         return SequenceClassifierOutput(logits=outputs.sentiment)
 
 

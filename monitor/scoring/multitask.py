@@ -17,6 +17,7 @@ import torch
 from transformers import BatchEncoding
 
 from finetune.bio_decode import constrained_tags, real_tokens
+from finetune.casing import encoder_inputs
 from finetune.evaluate import AnyModel
 from finetune.features import decode_bio, token_range
 from finetune.markup import drop_markup_entities
@@ -46,9 +47,7 @@ class MultitaskBackend:
     def predict(self, texts: Sequence[str], encoding: BatchEncoding) -> list[Prediction]:
         offsets = encoding["offset_mapping"].tolist()
         real = real_tokens(encoding["offset_mapping"])
-        inputs = {k: encoding[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if k in encoding}
-        outputs = self.model(**inputs)
+        outputs = self.model(**encoder_inputs(self.model, texts, encoding, self.device))
         doc_probs = torch.softmax(outputs.sentiment.float(), dim=-1).cpu().tolist()
         ner_ids = constrained_tags(outputs.ner, real)
         # Entities of every text first, then one call of the entity head for all of them.

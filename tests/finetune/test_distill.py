@@ -43,7 +43,7 @@ def kd_parts(model: MultitaskModel, distiller: Distiller, features: list[Feature
     model.eval()
     batch = collate(features, pad_id)
     with torch.no_grad():
-        outputs = model(batch["input_ids"], batch["attention_mask"])
+        outputs = model(batch["input_ids"], batch["attention_mask"], casing_ids=batch["casing_ids"])
         total, parts = distiller.kd_loss(model, outputs, range(len(features)))
     return {"total": float(total), **parts}
 
@@ -61,7 +61,8 @@ def test_student_moves_toward_the_teacher_on_unlabelled_text(teacher: TrainResul
     distiller = build_distiller(args, train, valid, tokenizer, torch.device("cpu"), None)
     features = encode(train, tokenizer, args.max_length)
     torch.manual_seed(args.seed)  # the student's initialisation in training
-    before = kd_parts(MultitaskModel.from_base(str(student_base)), distiller, features, tokenizer.pad_token_id)
+    student = MultitaskModel.from_base(str(student_base), casing=True)  # as training starts it
+    before = kd_parts(student, distiller, features, tokenizer.pad_token_id)
     result = run_train(*argv)
     after = kd_parts(MultitaskModel.load(result.path), distiller, features, tokenizer.pad_token_id)
     assert set(before) == {"total", "sentiment", "ner", "entity"}  # the teacher's own spans train the entity head
