@@ -160,6 +160,14 @@ def rewrite_records(path: Path, metrics: dict[str, Any]) -> None:
         staged.replace(path / name)
 
 
+def _casing_note(casing: bool | None) -> str:
+    if casing is None:  # trained before casing existed
+        return ""
+    return ("Reads casing: each token's casing class (lower, Title, ALL CAPS, ...) is added to its word embedding, "
+            "since the encoder lowercases its input (`finetune/casing.py`)." if casing else
+            "Does not read casing (trained with `--no-casing`): the encoder sees lowercased text only.")
+
+
 def model_card(info: dict[str, Any], train_args: dict[str, Any], metrics: dict[str, Any],
                data_summary: dict[str, Any]) -> str:
     validation = metrics.get("validation", {})
@@ -188,6 +196,7 @@ One transformer encoder with three heads, served from one forward pass:
 
 ## Base model
 `{info['base_model']}`, fine-tuned with max length {info['max_length']} tokens.{distilled}
+{_casing_note(train_args.get('casing'))}
 
 ## Training data
 {sources or '- (none recorded)'}

@@ -52,6 +52,9 @@ def test_saved_directory_is_complete(minilm_model: TrainResult) -> None:
     assert 0 <= validation["sentiment"]["macro_f1"] <= 1 and 0 <= validation["ner"]["f1"] <= 1
     card = (path / "README.md").read_text()
     assert "all-MiniLM-L6-v2" in card and "macro_f1" in card and "train.jsonl" in card
+    # Casing is the default: recorded in the config the loader reads, the training arguments and the card.
+    assert json.loads((path / "config.json").read_text())["finpulse_casing"] is True and args["casing"] is True
+    assert "Reads casing" in card
     # The ONNX export: files with their checksums in the manifest, and both gate measurements in metrics.json.
     onnx = manifest["onnx"]
     assert {"model.onnx", "entity_head.onnx"} <= names and onnx["fp32"]["file"] == "model.onnx"
